@@ -1,0 +1,67 @@
+"""How many tasks go in each chunk: guided self-scheduling that adapts to task time.
+
+Early chunks are big (a share of what remains), later ones shrink so that workers finish
+together; once task times are measured, no chunk is made shorter than a couple of
+milliseconds of work (so trivial tasks do not drown in per-chunk overhead) and none
+carries more than a few megabytes of input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["Chunker"]
+
+MIN_CHUNK_SECONDS = 0.002
+MAX_CHUNK_BYTES = 8 * 1024 * 1024
+SHARES_PER_WORKER = 2
+
+
+class Chunker:
+    """Hands out ranges of task indices ``[start, stop)`` until all ``total`` are given."""
+
+    def __init__(
+        self, total: int, workers: int, chunk_size: int | None = None, item_bytes: float = 0.0
+    ) -> None:
+        self.total = total
+        self.workers = max(1, workers)
+        self.fixed = chunk_size
+        self.item_bytes = item_bytes
+        self._next = 0
+        self._again: deque[tuple[int, int]] = deque()
+        self._tasks_timed = 0
+        self._seconds = 0.0
+
+    def has_more(self) -> bool:
+        """True while some range is still to be handed out."""
+        return bool(self._again) or self._next < self.total
+
+    def take(self) -> tuple[int, int]:
+        """The next range to run (ranges given back by :meth:`again` come first)."""
+        if self._again:
+            return self._again.popleft()
+        start = self._next
+        self._next = min(self.total, start + self._size(self.total - start))
+        return start, self._next
+
+    def again(self, start: int, stop: int) -> None:
+        """Give a range back to be run again (its worker died)."""
+        if stop > start:
+            self._again.append((start, stop))
+
+    def observe(self, tasks: int, seconds: float) -> None:
+        """Record that ``tasks`` tasks took ``seconds`` of worker time."""
+        self._tasks_timed += tasks
+        self._seconds += seconds
+
+    def _size(self, remaining: int) -> int:
+        if self.fixed:
+            return min(self.fixed, remaining)
+        size = math.ceil(remaining / (SHARES_PER_WORKER * self.workers))
+        if self._tasks_timed:
+            per_task = max(self._seconds / self._tasks_timed, 1e-9)
+            size = max(size, math.ceil(MIN_CHUNK_SECONDS / per_task))
+        if self.item_bytes > 0:
+            size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
+        return max(1, min(size, remaining))

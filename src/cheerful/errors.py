@@ -1,0 +1,162 @@
+"""The one exception hierarchy of cheerful.
+
+Every error cheerful raises on its own account derives from :class:`CheerfulError`.
+An exception raised *by a task* re-raises in the caller as its own type (with the remote
+traceback as ``__cause__``); only when it cannot travel back does it become a
+:class:`TaskError`.
+
+::
+
+    CheerfulError                       root of everything cheerful raises
+    ├── ConfigError (ValueError)        bad argument, plan, backend URL or envs file; says what to do
+    ├── SerializationError (TypeError)  a function, argument or result cannot be pickled
+    ├── TaskError                       a task failed and its exception could not be rebuilt here
+    │   ├── WorkerCrashed               the process running a task died (signal, exit code, OOM)
+    │   └── TaskTimeout (TimeoutError)  a task ran longer than its ``timeout``
+    ├── BrokenPlan (BrokenExecutor)     a plan can no longer run tasks (all workers gone)
+    │   └── HostUnreachable             an SSH host cannot be reached or was cut off
+    ├── JobError                        a durable job cannot do what was asked
+    │   ├── JobNotFound (KeyError)      no job with that id in the backend
+    │   └── JobFailed                   ``results()`` met failed tasks (``errors="raise"``)
+    └── BackendError                    the queue or store failed (I/O, service, permissions)
+        ├── QueueError                  the queue failed, or a receipt is stale
+        └── StoreError                  the store failed
+            └── ObjectNotFound (KeyError)  a key is absent from the store
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import BrokenExecutor
+
+__all__ = [
+    "BackendError",
+    "BrokenPlan",
+    "CheerfulError",
+    "ConfigError",
+    "HostUnreachable",
+    "JobError",
+    "JobFailed",
+    "JobNotFound",
+    "ObjectNotFound",
+    "QueueError",
+    "SerializationError",
+    "StoreError",
+    "TaskError",
+    "TaskTimeout",
+    "WorkerCrashed",
+]
+
+
+class CheerfulError(Exception):
+    """Root of every error cheerful raises on its own account."""
+
+
+class ConfigError(CheerfulError, ValueError):
+    """A bad argument, plan, backend URL or input file; the message says what to do."""
+
+
+class SerializationError(CheerfulError, TypeError):
+    """A function, an argument or a result cannot be serialized with cloudpickle."""
+
+
+class TaskError(CheerfulError):
+    """A task failed and its own exception could not be rebuilt in the caller.
+
+    ``index`` is the task's position in the input, ``type_name`` the remote exception's
+    qualified type name and ``remote_traceback`` its formatted traceback text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        type_name: str = "",
+        remote_traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self):  # keep keyword state across pickling
+        return (
+            _rebuild_task_error,
+            (type(self), self.args[0] if self.args else "", self.__dict__),
+        )
+
+
+def _rebuild_task_error(cls, message, state):
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class WorkerCrashed(TaskError):
+    """The process running a task died: a segfault, ``os._exit``, or a kill (often OOM).
+
+    ``exitcode`` is the exit code when it exited, ``signal`` the signal's name when killed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        exitcode: int | None = None,
+        signal: str | None = None,
+    ) -> None:
+        super().__init__(message, index=index, type_name="WorkerCrashed")
+        self.exitcode = exitcode
+        self.signal = signal
+
+
+class TaskTimeout(TaskError, TimeoutError):
+    """A task ran longer than its ``timeout`` and was stopped."""
+
+
+class BrokenPlan(CheerfulError, BrokenExecutor):
+    """A plan can no longer run tasks, for example every worker or host is gone."""
+
+
+class HostUnreachable(BrokenPlan):
+    """An SSH host cannot be reached at start, or was cut off and no host is left."""
+
+
+class JobError(CheerfulError):
+    """A durable job cannot do what was asked."""
+
+
+class JobNotFound(JobError, KeyError):
+    """No job with that id exists in the backend."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class JobFailed(JobError):
+    """``Job.results()`` met failed tasks while ``errors="raise"``; ``failures`` lists them."""
+
+    def __init__(self, message: str, failures: list | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+
+
+class BackendError(CheerfulError):
+    """The queue or the store of a backend failed."""
+
+
+class QueueError(BackendError):
+    """The queue failed, or an operation used a stale receipt."""
+
+
+class StoreError(BackendError):
+    """The store failed."""
+
+
+class ObjectNotFound(StoreError, KeyError):
+    """A key is absent from the store."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

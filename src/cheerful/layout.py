@@ -1,0 +1,233 @@
+"""The key scheme of the store; the only place that builds or parses keys.
+
+::
+
+    jobs/<job>/manifest.json              spec of the job
+    jobs/<job>/code.pkl                   the pickled function, once per job
+    jobs/<job>/script                     or the script
+    jobs/<job>/inputs/<chunk>             a chunk's payload too big for a message
+    jobs/<job>/results/<chunk>            outcomes of a chunk's tasks, write-once
+    jobs/<job>/logs/<task>.<attempt>      stdout + stderr of one attempt of a task
+    jobs/<job>/checkpoints/<task>         the latest checkpoint a task saved
+    jobs/<job>/status/<worker>.json       a worker's progress counters for the job
+    nodes/<node>.json                     a node's heartbeat
+
+``<chunk>`` and ``<task>`` are zero-padded to :data:`INDEX_WIDTH` (8) digits and
+``<attempt>`` to :data:`ATTEMPT_WIDTH` (3), so the sorted order of keys is numeric order
+for jobs of up to 100 million tasks (a million-task job uses 7 digits of 8). A larger index
+is refused. Job, worker and node ids match :data:`ID_PATTERN`: letters, digits, ``_``,
+``-`` and ``.``, starting with a letter or digit, at most 128 characters. Prefixes have no
+trailing '/', as ``Store.list`` takes them. Every bad id, index or key raises
+:class:`~cheerful.errors.ConfigError`.
+
+``status/<worker>.json`` lets a job's progress be read in O(workers) gets rather than
+O(chunks): each worker rewrites its own counters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from cheerful.errors import ConfigError
+
+__all__ = [
+    "ATTEMPT_WIDTH",
+    "ID_PATTERN",
+    "INDEX_WIDTH",
+    "checkpoint",
+    "checkpoints_prefix",
+    "chunk_of_input_key",
+    "chunk_of_result_key",
+    "code",
+    "input",
+    "inputs_prefix",
+    "job_ids_from_keys",
+    "job_prefix",
+    "jobs_prefix",
+    "log",
+    "logs_prefix",
+    "manifest",
+    "node",
+    "node_of_key",
+    "nodes_prefix",
+    "result",
+    "results_prefix",
+    "script",
+    "status",
+    "status_prefix",
+    "task_attempt_of_log_key",
+    "task_of_checkpoint_key",
+    "validate_id",
+    "worker_of_status_key",
+]
+
+INDEX_WIDTH = 8
+"""Digits of a chunk or task number in a key."""
+ATTEMPT_WIDTH = 3
+"""Digits of an attempt number in a log key."""
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+"""What a job, worker or node id looks like."""
+
+_ID = re.compile(ID_PATTERN)
+_INDEX = rf"(\d{{{INDEX_WIDTH}}})"
+_JOB = rf"jobs/({ID_PATTERN})"
+_RESULT_KEY = re.compile(rf"{_JOB}/results/{_INDEX}")
+_INPUT_KEY = re.compile(rf"{_JOB}/inputs/{_INDEX}")
+_LOG_KEY = re.compile(rf"{_JOB}/logs/{_INDEX}\.(\d{{{ATTEMPT_WIDTH}}})")
+_CHECKPOINT_KEY = re.compile(rf"{_JOB}/checkpoints/{_INDEX}")
+_STATUS_KEY = re.compile(rf"{_JOB}/status/({ID_PATTERN})\.json")
+_NODE_KEY = re.compile(rf"nodes/({ID_PATTERN})\.json")
+_ANY_JOB_KEY = re.compile(rf"{_JOB}(?:/.*)?")
+
+
+def validate_id(value: str, what: str = "job id") -> str:
+    """Return ``value`` if it is a valid job, worker or node id, else raise ConfigError."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise ConfigError(
+            f"{what} {value!r} is not valid: use 1 to 128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def jobs_prefix() -> str:
+    """The prefix under which every job lives."""
+    return "jobs"
+
+
+def job_prefix(job: str) -> str:
+    """The prefix of everything stored for ``job``."""
+    return f"jobs/{validate_id(job)}"
+
+
+def manifest(job: str) -> str:
+    """The key of the job's manifest (its spec)."""
+    return f"{job_prefix(job)}/manifest.json"
+
+
+def code(job: str) -> str:
+    """The key of the job's pickled function."""
+    return f"{job_prefix(job)}/code.pkl"
+
+
+def script(job: str) -> str:
+    """The key of the job's script."""
+    return f"{job_prefix(job)}/script"
+
+
+def inputs_prefix(job: str) -> str:
+    """The prefix of the job's spilled chunk inputs."""
+    return f"{job_prefix(job)}/inputs"
+
+
+def input(job: str, chunk: int) -> str:  # shadows the builtin here only: layout.input
+    """The key of chunk ``chunk``'s input payload, when too big for a message."""
+    return f"{inputs_prefix(job)}/{_index(chunk, 'chunk')}"
+
+
+def results_prefix(job: str) -> str:
+    """The prefix of the job's chunk results."""
+    return f"{job_prefix(job)}/results"
+
+
+def result(job: str, chunk: int) -> str:
+    """The key of the outcomes of chunk ``chunk`` (write-once)."""
+    return f"{results_prefix(job)}/{_index(chunk, 'chunk')}"
+
+
+def logs_prefix(job: str) -> str:
+    """The prefix of the job's task logs."""
+    return f"{job_prefix(job)}/logs"
+
+
+def log(job: str, task: int, attempt: int) -> str:
+    """The key of the log of attempt ``attempt`` (0 to 999) of task ``task``."""
+    return f"{logs_prefix(job)}/{_index(task, 'task')}.{_attempt(attempt)}"
+
+
+def checkpoints_prefix(job: str) -> str:
+    """The prefix of the job's task checkpoints."""
+    return f"{job_prefix(job)}/checkpoints"
+
+
+def checkpoint(job: str, task: int) -> str:
+    """The key of the latest checkpoint of task ``task``."""
+    return f"{checkpoints_prefix(job)}/{_index(task, 'task')}"
+
+
+def status_prefix(job: str) -> str:
+    """The prefix of the job's per-worker progress counters."""
+    return f"{job_prefix(job)}/status"
+
+
+def status(job: str, worker: str) -> str:
+    """The key of ``worker``'s progress counters for ``job``."""
+    return f"{status_prefix(job)}/{validate_id(worker, 'worker id')}.json"
+
+
+def nodes_prefix() -> str:
+    """The prefix of the node heartbeats."""
+    return "nodes"
+
+
+def node(node: str) -> str:
+    """The key of the heartbeat of node ``node``."""
+    return f"nodes/{validate_id(node, 'node id')}.json"
+
+
+def chunk_of_result_key(key: str) -> int:
+    """The chunk number in a result key."""
+    return int(_parse(_RESULT_KEY, key, "result")[1])
+
+
+def chunk_of_input_key(key: str) -> int:
+    """The chunk number in an input key."""
+    return int(_parse(_INPUT_KEY, key, "input")[1])
+
+
+def task_attempt_of_log_key(key: str) -> tuple[int, int]:
+    """The task and attempt numbers in a log key."""
+    _, task, attempt = _parse(_LOG_KEY, key, "log")
+    return int(task), int(attempt)
+
+
+def task_of_checkpoint_key(key: str) -> int:
+    """The task number in a checkpoint key."""
+    return int(_parse(_CHECKPOINT_KEY, key, "checkpoint")[1])
+
+
+def worker_of_status_key(key: str) -> str:
+    """The worker id in a status key."""
+    return _parse(_STATUS_KEY, key, "status")[1]
+
+
+def node_of_key(key: str) -> str:
+    """The node id in a node heartbeat key."""
+    return _parse(_NODE_KEY, key, "node")[0]
+
+
+def job_ids_from_keys(keys: Iterable[str]) -> list[str]:
+    """The sorted, distinct job ids of the job keys among ``keys`` (others are skipped)."""
+    return sorted({m[1] for m in map(_ANY_JOB_KEY.fullmatch, keys) if m is not None})
+
+
+def _index(value: int, what: str) -> str:
+    return _padded(value, INDEX_WIDTH, f"{what} number")
+
+
+def _attempt(value: int) -> str:
+    return _padded(value, ATTEMPT_WIDTH, "attempt number")
+
+
+def _padded(value: int, width: int, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**width:
+        raise ConfigError(f"{what} must be an int from 0 to {10**width - 1}, not {value!r}")
+    return f"{value:0{width}d}"
+
+
+def _parse(pattern: re.Pattern[str], key: str, what: str) -> tuple[str, ...]:
+    match = pattern.fullmatch(key) if isinstance(key, str) else None
+    if match is None:
+        raise ConfigError(f"{key!r} is not a {what} key of the store layout")
+    return match.groups()

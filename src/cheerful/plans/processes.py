@@ -1,0 +1,291 @@
+"""The processes plan: tasks run in local worker processes, one per core by default.
+
+Workers are forked on Linux (fast start, nothing re-imported) and spawned elsewhere.
+Each worker writes the index of the task it is running into a shared array before the
+task starts, so when a worker dies (segfault, ``os._exit``, OOM kill) the pool knows
+which task killed it; the pool replaces the worker and the scheduler carries on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.util
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+from ..errors import ConfigError, SerializationError
+from ..serialize import dumps, dumps_oob, loads, loads_oob
+from .base import Crashed, Done, Plan, Pool, Work
+
+__all__ = ["ProcessesPlan", "processes"]
+
+_IDLE = -1
+
+
+@dataclass(frozen=True)
+class ProcessesPlan(Plan):
+    """Local worker processes. Made by :func:`processes`."""
+
+    workers: int | None = None
+    start_method: str | None = None
+
+    def count(self, cores: int) -> int:
+        """Workers this plan starts on a level that owns ``cores`` cores."""
+        return self.workers or max(1, cores)
+
+    def open(self, cores: int) -> Pool:
+        count = self.count(cores)
+        return ProcessPool(count, self.cores_per_worker(cores), self._method())
+
+    def cores_per_worker(self, cores: int) -> int:
+        return max(1, cores // self.count(cores))
+
+    def _method(self) -> str:
+        if self.start_method:
+            return self.start_method
+        return "fork" if sys.platform.startswith("linux") else "spawn"
+
+    def __repr__(self) -> str:
+        return f"processes({self.workers if self.workers else ''})"
+
+
+def processes(workers: int | None = None, *, start_method: str | None = None) -> ProcessesPlan:
+    """A plan of ``workers`` local worker processes (default: one per core this level owns).
+
+    Inside a nested topology the default is the cores the outer worker owns, so the inner
+    level never oversubscribes the machine. ``start_method`` is ``"fork"`` (Linux default)
+    or ``"spawn"``/``"forkserver"``.
+    """
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"processes(workers=...) needs a positive whole number, not {workers!r}")
+    if start_method not in (None, "fork", "spawn", "forkserver"):
+        raise ConfigError(
+            f"start_method must be 'fork', 'spawn' or 'forkserver', not {start_method!r}"
+        )
+    return ProcessesPlan(workers, start_method)
+
+
+@dataclass
+class _Slot:
+    position: int
+    process: mp.process.BaseProcess
+    conn: Connection
+    work: Work | None = None
+    fn_key: str = ""
+    pending: list = field(default_factory=list)
+
+
+class ProcessPool(Pool):
+    """Worker processes, each with a duplex pipe; replaced when they die."""
+
+    def __init__(self, workers: int, cores_each: int, method: str) -> None:
+        self.workers = workers
+        self._ctx = mp.get_context(method)
+        self._method = method
+        self._cores_each = cores_each
+        self._marks = self._ctx.RawArray("q", workers)
+        self._slots: list[_Slot] = []
+        for position in range(workers):
+            self._slots.append(self._start(position))
+        # multiprocessing joins live children at exit; its finalizers run first, so
+        # the workers are told to stop before it waits for them.
+        mp.util.Finalize(self, _close_slots, args=(self._slots, True), exitpriority=10)
+
+    def _start(self, position: int) -> _Slot:
+        parent, child = self._ctx.Pipe(duplex=True)
+        # A forked child inherits the caller's ends of every pipe; it must close them, or
+        # a worker would never see EOF when the caller dies.
+        inherited = [s.conn for s in self._slots] + [parent] if self._method == "fork" else []
+        process = self._ctx.Process(
+            target=_worker_main,
+            args=(child, self._marks, position, self._cores_each, inherited),
+            name=f"cheerful-worker-{position}",
+        )
+        process.start()
+        child.close()
+        self._marks[position] = _IDLE
+        return _Slot(position, process, parent)
+
+    def idle(self) -> int:
+        return sum(1 for s in self._slots if s.work is None)
+
+    def send(self, work: Work) -> None:
+        slot = self._pick(work.fn_key)
+        try:
+            payload, buffers = dumps_oob(work.chunk)
+        except Exception as exc:
+            raise SerializationError(f"a chunk of tasks cannot be serialized: {exc}") from exc
+        fresh = slot.fn_key != work.fn_key
+        sizes = [b.raw().nbytes for b in buffers]
+        header = (
+            work.work_id,
+            work.fn_key,
+            work.fn_bytes if fresh else b"",
+            work.seed,
+            work.levels,
+            sizes,
+        )
+        self._marks[slot.position] = _IDLE
+        slot.work, slot.fn_key = work, work.fn_key
+        try:
+            slot.conn.send_bytes(dumps(header))
+            slot.conn.send_bytes(payload)
+            for buf in buffers:
+                slot.conn.send_bytes(buf.raw())
+        except OSError:  # the worker died before it read its chunk: wait() reports it
+            slot.fn_key = ""
+
+    def _pick(self, fn_key: str) -> _Slot:
+        free = [s for s in self._slots if s.work is None]
+        for slot in free:
+            if slot.fn_key == fn_key:
+                return slot
+        return free[0]
+
+    def wait(self, timeout: float | None = None, wakeup: int | None = None) -> list[Done | Crashed]:
+        busy = [s for s in self._slots if s.work is not None]
+        if not busy and wakeup is None:
+            return []
+        handles = [s.conn for s in busy] + [s.process.sentinel for s in busy]
+        ready = set(wait(handles + ([wakeup] if wakeup is not None else []), timeout))
+        events = []
+        for slot in busy:
+            if slot.conn in ready or slot.process.sentinel in ready:
+                events.append(self._collect(slot))
+        return events
+
+    def _collect(self, slot: _Slot) -> Done | Crashed:
+        work = slot.work
+        assert work is not None
+        try:
+            data = slot.conn.recv_bytes()
+        except (EOFError, OSError):
+            return self._crashed(slot, work)
+        slot.work = None
+        outcomes = loads(data)
+        return Done(work.work_id, outcomes, sum(o.seconds for o in outcomes))
+
+    def _crashed(self, slot: _Slot, work: Work) -> Crashed:
+        slot.process.join(timeout=5)
+        code = slot.process.exitcode
+        mark = self._marks[slot.position]
+        index = None if mark == _IDLE else int(mark)
+        self._replace(slot)
+        signame = _signal_name(code)
+        return Crashed(work.work_id, index, _crash_reason(code), code, signame)
+
+    def _replace(self, slot: _Slot) -> None:
+        slot.conn.close()
+        if slot.process.is_alive():
+            slot.process.kill()
+            slot.process.join(timeout=5)
+        self._slots[slot.position] = self._start(slot.position)
+
+    def abandon(self) -> None:
+        for slot in self._slots:
+            if slot.work is not None:
+                slot.process.kill()
+                slot.process.join(timeout=5)
+                self._replace(slot)
+
+    def close(self, *, kill: bool = False) -> None:
+        _close_slots(self._slots, kill)
+
+
+def _close_slots(slots: list[_Slot], kill: bool) -> None:
+    """Stop the workers: EOF lets idle ones exit; busy ones (or all, with ``kill``) die."""
+    for slot in slots:
+        if kill or slot.work is not None:
+            slot.process.kill()
+        slot.conn.close()
+    for slot in slots:
+        slot.process.join(timeout=5)
+        if slot.process.is_alive():
+            slot.process.kill()
+            slot.process.join(timeout=5)
+    slots.clear()
+
+
+def _signal_name(code: int | None) -> str | None:
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _crash_reason(code: int | None) -> str:
+    if code is None:
+        return "its worker process stopped answering"
+    if code < 0:
+        name = _signal_name(code)
+        hint = {
+            "SIGSEGV": " (segmentation fault in native code)",
+            "SIGKILL": " (often the out-of-memory killer)",
+            "SIGABRT": " (aborted by native code)",
+            "SIGBUS": " (bus error in native code)",
+        }.get(name or "", "")
+        return f"its worker process was killed by {name}{hint}"
+    return f"its worker process exited with code {code} (os._exit or a native exit)"
+
+
+# --- inside the worker ------------------------------------------------------------------
+
+
+def _worker_main(conn: Connection, marks, position: int, cores: int, inherited) -> None:
+    """A worker's loop: receive a chunk, run it, send back its outcomes, until EOF."""
+    _settle(cores, inherited, conn)
+    fn_key, fn = "", None
+
+    def mark(index: int) -> None:
+        marks[position] = index
+
+    while True:
+        try:
+            header = loads(conn.recv_bytes())
+            payload = conn.recv_bytes()
+            buffers = [_recv_buffer(conn, size) for size in header[5]]
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        fn_key, fn = _function(header, fn_key, fn)
+        conn.send_bytes(_run(fn, loads_oob(payload, buffers), header, mark))
+
+
+def _recv_buffer(conn: Connection, size: int) -> bytearray:
+    buf = bytearray(size)  # writable, so arrays rebuilt on it can be changed in place
+    conn.recv_bytes_into(buf)
+    return buf
+
+
+def _function(header, fn_key: str, fn):
+    _, key, fn_bytes, *_ = header
+    if key == fn_key and not fn_bytes:
+        return fn_key, fn
+    return key, loads(fn_bytes)
+
+
+def _run(fn, chunk, header, mark) -> bytes:
+    from ..runner import run_chunk
+    from ..serialize import pack_outcomes
+    from .base import set_worker_levels
+
+    _, _, _, seed, levels, _ = header
+    set_worker_levels(levels)
+    return pack_outcomes(run_chunk(fn, chunk, seed, mark=mark))
+
+
+def _settle(cores: int, inherited, own: Connection) -> None:
+    """Set up a fresh worker: signals, inherited pipes, cores, random state."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+    for other in inherited:
+        if other is not own and not other.closed:
+            other.close()
+    os.environ["CHEERFUL_CORES"] = str(cores)
+    os.environ["CHEERFUL_IN_WORKER"] = "1"
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:  # a forked worker would repeat its parent's numpy stream
+        numpy.random.seed()

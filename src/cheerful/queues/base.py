@@ -1,0 +1,283 @@
+"""The queue protocol: opaque bytes in and out, with the semantics of Amazon SQS.
+
+Every queue keeps the same contract (DESIGN.md, "the queue contract"):
+
+- ``send(bodies)`` stores messages; a body over ``max_message_bytes`` is refused with a
+  :class:`~cheerful.errors.QueueError` (spill the payload to the store, send its key).
+- ``receive(max_messages, wait_s, visibility_s)`` hands out visible messages; each stays
+  invisible for ``visibility_s`` seconds and reappears unless deleted. Every receive adds one
+  to the message's ``receive_count`` and issues a new receipt. With ``wait_s`` the call
+  long-polls: it returns as soon as a message arrives, or empty after ``wait_s``.
+- The receive that would hand a message out for the ``max_receives + 1``-th time moves it to
+  the dead letters instead, with the reason "received N times without being deleted".
+- A receipt belongs to one receive. Once the message is received again, the older receipt is
+  *stale*: ``extend`` with it raises ``QueueError`` (the holder lost its claim and must learn
+  it), while ``delete``, ``release`` and ``dead_letter`` with it are no-ops that report
+  ``False`` (as SQS, which accepts the call but keeps the message). ``delete`` of an
+  already deleted message is a no-op too, so deletes are idempotent.
+- Delivery is at least once: whatever runs a message must be idempotent.
+
+:class:`Queue` owns the validation and the batching (groups of :data:`BATCH_SIZE`, as SQS);
+an implementation overrides the small ``_hooks`` at the bottom. The injected ``clock``
+(seconds, like :func:`time.time`) drives visibility; long polls wait in real time.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cheerful.errors import ConfigError, QueueError
+
+__all__ = [
+    "BATCH_SIZE",
+    "MAX_MESSAGE_BYTES",
+    "MAX_VISIBILITY_S",
+    "MAX_WAIT_S",
+    "DeadLetter",
+    "Message",
+    "Queue",
+    "QueueCounts",
+]
+
+BATCH_SIZE = 10
+"""Messages per call to an implementation hook (the SQS batch limit)."""
+MAX_MESSAGE_BYTES = 256 * 1024
+"""The default and SQS limit on one message body."""
+MAX_WAIT_S = 20.0
+"""The longest long poll (the SQS limit)."""
+MAX_VISIBILITY_S = 43200.0
+"""The longest visibility timeout: 12 hours (the SQS limit)."""
+
+_POLL_FIRST_S = 0.01
+_POLL_MAX_S = 0.05
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message: its ``id``, its ``body``, the ``receipt`` of this receive, and
+    how many times it has been received, this time included."""
+
+    id: str
+    body: bytes
+    receipt: str
+    receive_count: int
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """How many messages are ``visible`` (waiting), ``in_flight`` (held) and ``dead``."""
+
+    visible: int
+    in_flight: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in the dead letters: why it is there and how often it had been received."""
+
+    id: str
+    body: bytes
+    reason: str
+    receive_count: int
+
+
+class Queue(abc.ABC):
+    """A queue of opaque byte messages with SQS semantics (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        max_receives: int = 10,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.max_receives = _positive_int("max_receives", max_receives)
+        self.max_message_bytes = _positive_int("max_message_bytes", max_message_bytes)
+        self.clock = clock
+
+    def send(self, bodies: Sequence[bytes]) -> list[str]:
+        """Send ``bodies`` (all checked first, then sent in batches); return their ids."""
+        checked = [self._checked_body(body) for body in _sequence("bodies", bodies)]
+        return [id_ for batch in _batches(checked) for id_ in self._send_batch(batch)]
+
+    def receive(
+        self, max_messages: int = 10, wait_s: float = 0.0, visibility_s: float = 30.0
+    ) -> list[Message]:
+        """Claim up to ``max_messages`` visible messages for ``visibility_s`` seconds,
+        waiting up to ``wait_s`` seconds for the first one to arrive."""
+        _positive_int("max_messages", max_messages)
+        _seconds("wait_s", wait_s, MAX_WAIT_S)
+        _seconds("visibility_s", visibility_s, MAX_VISIBILITY_S)
+        got = self._wait_and_claim(min(max_messages, BATCH_SIZE), wait_s, visibility_s)
+        while got and len(got) < max_messages:
+            more = self._claim(min(max_messages - len(got), BATCH_SIZE), visibility_s)
+            if not more:
+                break
+            got += more
+        return got
+
+    def extend(self, receipts: str | Sequence[str], visibility_s: float) -> None:
+        """Keep held messages invisible for ``visibility_s`` seconds from now (a heartbeat).
+
+        Every fresh receipt is extended; then :class:`QueueError` is raised if any was stale.
+        """
+        _seconds("visibility_s", visibility_s, MAX_VISIBILITY_S)
+        receipts = _receipts(receipts)
+        done = self._per_batch(receipts, lambda batch: self._extend_batch(batch, visibility_s))
+        stale = [receipt for receipt, ok in zip(receipts, done, strict=True) if not ok]
+        if stale:
+            raise QueueError(
+                f"{len(stale)} stale receipt(s), the message was received again or deleted: "
+                f"{stale[:3]}; stop working on it"
+            )
+
+    def release(self, receipts: str | Sequence[str]) -> list[bool]:
+        """Make held messages visible at once; per receipt, False if it was stale."""
+        return self._per_batch(_receipts(receipts), lambda batch: self._extend_batch(batch, 0.0))
+
+    def delete(self, receipts: str | Sequence[str]) -> list[bool]:
+        """Delete held messages; per receipt, True if this call deleted the message.
+
+        A stale receipt or an already deleted message gives False and changes nothing.
+        """
+        return self._per_batch(_receipts(receipts), self._delete_batch)
+
+    def dead_letter(self, receipt: str, reason: str) -> bool:
+        """Move a held message to the dead letters now, with ``reason``; False if stale."""
+        (receipt,) = _receipts(receipt)
+        return self._dead_letter(receipt, str(reason))
+
+    def counts(self) -> QueueCounts:
+        """Count the visible, in-flight and dead messages (a message that has used up its
+        receives counts as visible until the next receive moves it to the dead letters)."""
+        return self._counts()
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters, oldest first."""
+        return self._dead_letters(_positive_int("limit", limit))
+
+    def redrive_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Move dead letters (all, or those with ``ids``) back to the queue with a fresh
+        ``receive_count``; return how many moved."""
+        return self._redrive(None if ids is None else _receipts(ids))
+
+    def purge(self, dead: bool = False) -> None:
+        """Delete every message, visible or in flight; also the dead letters if ``dead``."""
+        self._purge(dead)
+
+    def close(self) -> None:
+        """Release the queue's connections; the object may reconnect if used again."""
+        self._close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _checked_body(self, body: bytes) -> bytes:
+        if not isinstance(body, bytes):
+            raise ConfigError(f"a message body must be bytes, not {type(body).__name__}")
+        if len(body) > self.max_message_bytes:
+            raise QueueError(
+                f"message of {len(body)} bytes exceeds the queue limit of "
+                f"{self.max_message_bytes} bytes; spill the payload to the store and send its key"
+            )
+        return body
+
+    def _per_batch(self, items: list[str], call: Callable[[list[str]], list[T]]) -> list[T]:
+        return [result for batch in _batches(items) for result in call(batch)]
+
+    def _wait_and_claim(self, n: int, wait_s: float, visibility_s: float) -> list[Message]:
+        """Claim up to ``n`` messages, polling until ``wait_s`` passes; an implementation
+        with a native long poll (SQS) overrides this."""
+        deadline = time.monotonic() + wait_s
+        pause = _POLL_FIRST_S
+        while True:
+            got = self._claim(n, visibility_s)
+            left = deadline - time.monotonic()
+            if got or left <= 0:
+                return got
+            time.sleep(min(pause, left))
+            pause = min(pause * 1.5, _POLL_MAX_S)
+
+    # The hooks: each handles at most BATCH_SIZE items, arguments already validated.
+
+    @abc.abstractmethod
+    def _send_batch(self, bodies: list[bytes]) -> list[str]:
+        """Store ``bodies`` as visible messages; return their new ids."""
+
+    @abc.abstractmethod
+    def _claim(self, n: int, visibility_s: float) -> list[Message]:
+        """Claim up to ``n`` visible messages at once, without waiting, dead-lettering those
+        received ``max_receives`` times already."""
+
+    @abc.abstractmethod
+    def _extend_batch(self, receipts: list[str], visibility_s: float) -> list[bool]:
+        """Set the visibility of held messages to now + ``visibility_s``; False if stale."""
+
+    @abc.abstractmethod
+    def _delete_batch(self, receipts: list[str]) -> list[bool]:
+        """Delete held messages; False where the receipt is stale or the message gone."""
+
+    @abc.abstractmethod
+    def _dead_letter(self, receipt: str, reason: str) -> bool:
+        """Move a held message to the dead letters; False if the receipt is stale."""
+
+    @abc.abstractmethod
+    def _counts(self) -> QueueCounts:
+        """Count visible, in-flight and dead messages."""
+
+    @abc.abstractmethod
+    def _dead_letters(self, limit: int) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters, oldest first."""
+
+    @abc.abstractmethod
+    def _redrive(self, ids: list[str] | None) -> int:
+        """Move dead letters back as fresh messages; return how many moved."""
+
+    @abc.abstractmethod
+    def _purge(self, dead: bool) -> None:
+        """Delete every message (and the dead letters if ``dead``)."""
+
+    @abc.abstractmethod
+    def _close(self) -> None:
+        """Release connections."""
+
+
+def _batches(items: list[T], size: int = BATCH_SIZE) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sequence(name: str, values: Sequence[T]) -> list[T]:
+    if isinstance(values, (bytes, str)):
+        raise ConfigError(f"{name} must be a sequence of items, not a single {type(values)}")
+    return list(values)
+
+
+def _receipts(receipts: str | Sequence[str]) -> list[str]:
+    receipts = [receipts] if isinstance(receipts, str) else list(receipts)
+    for receipt in receipts:
+        if not isinstance(receipt, str) or not receipt:
+            raise ConfigError(f"a receipt (or id) is a non-empty str, not {receipt!r}")
+    return receipts
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive int, not {value!r}")
+    return value
+
+
+def _seconds(name: str, value: float, most: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= most:
+        raise ConfigError(f"{name} must be a number of seconds from 0 to {most:g}, not {value!r}")
+    return float(value)

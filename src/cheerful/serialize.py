@@ -1,0 +1,223 @@
+"""cloudpickle in and out: functions, arguments, outcomes and exceptions.
+
+Everything that crosses a process boundary goes through here. Large binary buffers
+(numpy arrays and the like) travel out of band with pickle protocol 5, so pickling them
+does not copy them; :func:`check_items` uses that to validate every argument before any
+task runs without holding a second copy of the inputs.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cloudpickle
+
+from .errors import SerializationError
+from .task import ErrorInfo, Outcome
+
+__all__ = ["check_function", "check_items", "dumps", "loads", "pack_outcomes", "rebuild_exception"]
+
+PROTOCOL = 5
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` with cloudpickle (functions and closures by value where needed)."""
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+def loads(data: bytes | bytearray | memoryview) -> Any:
+    """Unpickle bytes made by :func:`dumps` (plain pickle can read cloudpickle output)."""
+    return pickle.loads(data)
+
+
+def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """Pickle ``obj`` keeping large buffers out of band (no copy of array data)."""
+    buffers: list[pickle.PickleBuffer] = []
+    return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffers.append), buffers
+
+
+def loads_oob(data: bytes, buffers: Sequence[Any]) -> Any:
+    """Unpickle what :func:`dumps_oob` produced, given its buffers."""
+    return pickle.loads(data, buffers=buffers)
+
+
+class _Sink(io.RawIOBase):
+    """A file that counts what is written to it and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self.size += n
+        return n
+
+
+def _pickled_size(obj: Any) -> int:
+    """Bytes ``obj`` takes when pickled, buffers included, without keeping a copy."""
+    sink = _Sink()
+    extra = 0
+
+    def _count(buf: pickle.PickleBuffer) -> None:
+        nonlocal extra
+        extra += buf.raw().nbytes
+
+    cloudpickle.CloudPickler(sink, protocol=PROTOCOL, buffer_callback=_count).dump(obj)
+    return sink.size + extra
+
+
+def check_function(fn: Callable) -> bytes:
+    """Pickle ``fn`` or raise :class:`SerializationError` naming what cannot travel."""
+    try:
+        return dumps(fn)
+    except Exception as exc:
+        culprit = _function_culprit(fn)
+        where = f" ({culprit})" if culprit else ""
+        raise SerializationError(
+            f"the function {_describe(fn)} cannot be serialized{where}: "
+            f"{type(exc).__name__}: {exc}. Create such objects inside the function, or pass "
+            "something picklable (a path, a config) instead."
+        ) from exc
+
+
+def _function_culprit(fn: Callable) -> str:
+    """Name the closure variable or global of ``fn`` that cannot be pickled, if any."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    cells = zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False)
+    for name, cell in cells:
+        if not _picklable(_cell_value(cell)):
+            return f"closure variable {name!r} = {_describe(_cell_value(cell))}"
+    globs = getattr(fn, "__globals__", {})
+    for name in code.co_names:
+        if name in globs and not _picklable(globs[name]):
+            return f"global {name!r} = {_describe(globs[name])}"
+    return ""
+
+
+def _cell_value(cell) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        _pickled_size(obj)
+    except Exception:
+        return False
+    return True
+
+
+def check_items(items: Sequence[Any]) -> int:
+    """Validate that every item pickles; return the total pickled size in bytes.
+
+    Raises :class:`SerializationError` naming the first bad task index and its object.
+    One pass over the whole list is tried first; only when it fails are the items
+    pickled one by one to find the culprit.
+    """
+    try:
+        return _pickled_size(list(items) if not isinstance(items, list) else items)
+    except Exception as exc:
+        first_error = exc
+    for index, item in enumerate(items):
+        try:
+            _pickled_size(item)
+        except Exception as exc:
+            raise SerializationError(
+                f"task {index}: its input {_describe(item)} cannot be serialized: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    raise SerializationError(f"the inputs cannot be serialized: {first_error}") from first_error
+
+
+def _describe(obj: Any, limit: int = 120) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__qualname__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def pack_outcomes(outcomes: list[Outcome]) -> bytes:
+    """Pickle a chunk's outcomes; a value that cannot be pickled fails only its own task."""
+    try:
+        return dumps(outcomes)
+    except Exception:
+        return dumps([_travelling(o) for o in outcomes])
+
+
+def _travelling(outcome: Outcome) -> Outcome:
+    if not outcome.ok:
+        return outcome
+    try:
+        dumps(outcome.value)
+        return outcome
+    except Exception as exc:
+        err = SerializationError(
+            f"task {outcome.index}: its result {_describe(outcome.value)} cannot be "
+            f"serialized: {type(exc).__name__}: {exc}"
+        )
+        return Outcome(outcome.index, False, None, ErrorInfo.from_exception(err, dumps))
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception as it was raised in a worker (shown as ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def rebuild_exception(error: ErrorInfo, index: int) -> BaseException:
+    """The task's own exception, with the remote traceback as its ``__cause__``.
+
+    Falls back to :class:`cheerful.errors.TaskError` with the formatted text when the
+    exception cannot be unpickled here.
+    """
+    from .errors import TaskError, WorkerCrashed
+
+    if error.crash:
+        return WorkerCrashed(error.message, index=index, **error.crash)
+    exc = _unpickle_exception(error.exc_bytes)
+    if exc is None:
+        exc = TaskError(
+            f"task {index} raised {error.type_name}: {error.message}",
+            index=index,
+            type_name=error.type_name,
+            remote_traceback=error.traceback,
+        )
+    _add_note(exc, f"(raised by cheerful task {index})")
+    exc.__cause__ = RemoteTraceback(f'\n"""\n{error.traceback}"""')
+    return exc
+
+
+def _unpickle_exception(data: bytes) -> BaseException | None:
+    if not data:
+        return None
+    try:
+        exc = loads(data)
+    except Exception:
+        return None
+    return exc if isinstance(exc, BaseException) else None
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    try:
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # Python 3.10: keep the note where 3.11+ tools look for it
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+    except Exception:  # exceptions with __slots__ or read-only attributes
+        pass

@@ -1,0 +1,230 @@
+"""The task model shared by driven plans and durable jobs: chunks, outcomes, seeds.
+
+No I/O lives here. A *chunk* is a run of consecutive tasks (``start`` .. ``start+len``)
+that one worker executes in one go; an *outcome* is what one task produced: a value, or
+an error envelope that can travel between processes even when the exception cannot.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import random
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Chunk",
+    "ErrorInfo",
+    "Failure",
+    "Outcome",
+    "TaskContext",
+    "current_task",
+    "python_seed",
+    "task_rng",
+]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Tasks ``start, start+1, ...`` (or the ``explicit`` indices) with inputs ``items``.
+
+    ``star`` says each item is an argument tuple (``starmap``) rather than one argument.
+    """
+
+    start: int
+    items: Sequence[Any]
+    star: bool = False
+    explicit: tuple[int, ...] | None = None  # task indices, when not consecutive
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def indices(self) -> Sequence[int]:
+        """The task index of each item, in order."""
+        if self.explicit is not None:
+            return self.explicit
+        return range(self.start, self.start + len(self.items))
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A task's exception in a form that always crosses a process boundary.
+
+    ``exc_bytes`` is the pickled exception (empty when it could not be pickled);
+    ``type_name``, ``message`` and ``traceback`` are plain text and always present.
+    """
+
+    type_name: str
+    message: str
+    traceback: str
+    exc_bytes: bytes = b""
+    crash: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, dumps: Callable[[Any], bytes]) -> ErrorInfo:
+        """Capture ``exc`` (with its traceback) and try to pickle it with ``dumps``."""
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            exc_bytes = dumps(exc)
+        except Exception:  # the exception itself cannot travel: keep its text
+            exc_bytes = b""
+        return cls(_qualname(type(exc)), _safe_str(exc), text, exc_bytes)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one task produced: ``value`` when ``ok``, else ``error``."""
+
+    index: int
+    ok: bool
+    value: Any = None
+    error: ErrorInfo | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed task's slot in results gathered with ``errors="return"``."""
+
+    exception: BaseException
+    traceback: str
+    index: int
+
+    def __repr__(self) -> str:
+        return f"Failure(index={self.index}, exception={self.exception!r})"
+
+
+def _qualname(tp: type) -> str:
+    module = tp.__module__
+    return tp.__qualname__ if module == "builtins" else f"{module}.{tp.__qualname__}"
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+# --- seeds ----------------------------------------------------------------------------
+
+
+def python_seed(seed: int, index: int) -> int:
+    """A 256-bit seed for ``random`` derived from ``(seed, index)`` without numpy."""
+    digest = hashlib.sha256(f"cheerful:{int(seed)}:{int(index)}".encode()).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _seed_sequence(seed: int, index: int):
+    import numpy as np
+
+    # Equivalent to np.random.SeedSequence(seed).spawn(n)[index], for any n.
+    return np.random.SeedSequence(int(seed), spawn_key=(int(index),))
+
+
+_NUMPY_MISSING = False
+
+
+def _numpy_loaded():
+    """numpy when it can be imported (seeding it needs it loaded), else None."""
+    global _NUMPY_MISSING
+    if _NUMPY_MISSING:
+        return None
+    try:
+        import numpy
+    except ImportError:
+        _NUMPY_MISSING = True
+        return None
+    return numpy
+
+
+# --- the current task -------------------------------------------------------------------
+
+
+@dataclass
+class TaskContext:
+    """What a running task can ask about itself: its index, seed and plan levels below."""
+
+    index: int
+    seed: int | None = None
+    _rng: Any = None
+
+    def rng(self):
+        """This task's own ``numpy.random.Generator`` (independent stream per task)."""
+        if self._rng is None:
+            import numpy as np
+
+            if self.seed is None:
+                self._rng = np.random.default_rng()
+            else:
+                self._rng = np.random.default_rng(_seed_sequence(self.seed, self.index))
+        return self._rng
+
+
+_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "cheerful_task", default=None
+)
+
+
+def current_task() -> TaskContext | None:
+    """The context of the task running in this thread, or None outside a task."""
+    return _current.get()
+
+
+def task_rng():
+    """The current task's ``numpy.random.Generator``.
+
+    With ``seed=S`` its stream depends only on ``(S, task index)``, so results do not
+    change with the plan, the number of workers or the chunk size. Outside a task it
+    returns a fresh unseeded generator.
+    """
+    ctx = _current.get()
+    if ctx is None:
+        import numpy as np
+
+        return np.random.default_rng()
+    return ctx.rng()
+
+
+@contextmanager
+def running_task(index: int, seed: int | None, *, restore_rng: bool = False) -> Iterator[None]:
+    """Mark ``index`` as the running task; with a seed, seed ``random`` and numpy.
+
+    ``restore_rng`` puts the global random states back afterwards (the sequential plan
+    runs tasks in the caller's process and must not disturb its random state).
+    """
+    saved = _save_rng_states() if (restore_rng and seed is not None) else None
+    if seed is not None:
+        _seed_globals(seed, index)
+    token = _current.set(TaskContext(index, seed))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+        if saved is not None:
+            _restore_rng_states(saved)
+
+
+def _seed_globals(seed: int, index: int) -> None:
+    random.seed(python_seed(seed, index))
+    np = _numpy_loaded()
+    if np is not None:
+        np.random.seed(_seed_sequence(seed, index).generate_state(8))
+
+
+def _save_rng_states():
+    np = _numpy_loaded()
+    return random.getstate(), (np.random.get_state() if np is not None else None)
+
+
+def _restore_rng_states(saved) -> None:
+    py_state, np_state = saved
+    random.setstate(py_state)
+    if np_state is not None:
+        sys.modules["numpy"].random.set_state(np_state)
