@@ -25,7 +25,7 @@ from typing import Any
 from .errors import ConfigError, SerializationError
 from .plans.base import Crashed, Done, Plan, Pool, Work, current_levels, owned_cores
 from .runner import run_chunk
-from .scheduler import crash_outcome
+from .scheduler import crash_result
 from .serialize import check_items, dumps, rebuild_exception
 from .task import Chunk, Outcome
 
@@ -124,7 +124,7 @@ class Executor(futures.Executor):
         if not call.future.set_running_or_notify_cancel():
             return
         chunk = Chunk(call.index, [(call.fn, call.args, call.kwargs)], True, (call.index,))
-        (outcome,) = run_chunk(_call, chunk, self._seed, restore_rng=True)
+        (outcome,) = run_chunk(_call, chunk, self._seed, restore_rng=True).outcomes()
         _settle(call, outcome)
 
     def _start_manager(self) -> None:
@@ -203,12 +203,13 @@ class Executor(futures.Executor):
     def _handle(self, event: Done | Crashed, calls: list[_Call]) -> None:
         by_index = {c.index: c for c in calls}
         if isinstance(event, Done):
-            for outcome in event.outcomes:
+            for outcome in event.result.outcomes():
                 _settle(by_index[outcome.index], outcome)
             return
         culprit = by_index.get(event.index) if event.index is not None else None
         if culprit is not None:
-            _settle(culprit, crash_outcome(culprit.index, event))
+            (outcome,) = crash_result(culprit.index, event).outcomes()
+            _settle(culprit, outcome)
         again = [c for c in calls if c is not culprit]
         with self._lock:
             self._pending.extendleft(reversed(again))

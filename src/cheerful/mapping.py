@@ -13,9 +13,9 @@ from typing import Any, Literal
 from .errors import ConfigError
 from .plans.base import Plan, current_levels
 from .progress import reporter
-from .scheduler import run_outcomes
+from .scheduler import run_chunks
 from .serialize import rebuild_exception
-from .task import Failure, Outcome
+from .task import ChunkResult, Failure, Outcome
 
 __all__ = ["imap", "map", "starmap"]
 
@@ -74,30 +74,43 @@ def imap(
     """
     items = _as_list(items)
     _check_errors(errors)
-    outcomes = _outcomes(fn, items, False, plan, chunk_size, seed)
-    return _yield_pairs(outcomes, len(items), progress, errors)
+    chunks = _chunks(fn, items, False, plan, chunk_size, seed)
+    return _yield_pairs(chunks, len(items), progress, errors)
 
 
-def _yield_pairs(outcomes, total, progress, errors) -> Iterator[tuple[int, Any]]:
-    with closing(outcomes), reporter(progress, total, "cf.imap") as report:
-        for outcome in outcomes:
-            report.advance(1, 0 if outcome.ok else 1)
-            yield outcome.index, _value(outcome, errors)
+def _yield_pairs(chunks, total, progress, errors) -> Iterator[tuple[int, Any]]:
+    with closing(chunks), reporter(progress, total, "cf.imap") as report:
+        for result in chunks:
+            report.advance(len(result), len(result.errors))
+            for outcome in result.outcomes():
+                yield outcome.index, _value(outcome, errors)
 
 
 def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) -> list[Any]:
     items = _as_list(items)
     _check_errors(errors)
     results: list[Any] = [None] * len(items)
-    outcomes = _outcomes(fn, items, star, plan, chunk_size, seed)
-    with closing(outcomes), reporter(progress, len(items), label) as report:
-        for outcome in outcomes:
-            report.advance(1, 0 if outcome.ok else 1)
-            results[outcome.index] = _value(outcome, errors)
+    chunks = _chunks(fn, items, star, plan, chunk_size, seed)
+    with closing(chunks), reporter(progress, len(items), label) as report:
+        for result in chunks:
+            report.advance(len(result), len(result.errors))
+            _place(results, result, errors)
     return results
 
 
-def _outcomes(fn, items, star, plan, chunk_size, seed) -> Iterator[Outcome]:
+def _place(results: list[Any], result: ChunkResult, errors: Errors) -> None:
+    indices = result.indices
+    if isinstance(indices, range) and indices.step == 1:
+        results[indices.start : indices.stop] = result.values
+    else:
+        for index, value in zip(indices, result.values, strict=True):
+            results[index] = value
+    for outcome in result.outcomes() if result.errors else ():
+        if not outcome.ok:
+            results[outcome.index] = _value(outcome, errors)
+
+
+def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
     if not callable(fn):
         raise ConfigError(f"the first argument must be a function, not {fn!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
@@ -108,7 +121,7 @@ def _outcomes(fn, items, star, plan, chunk_size, seed) -> Iterator[Outcome]:
     chosen = plan if plan is not None else levels[0]
     if not isinstance(chosen, Plan):
         raise ConfigError(f"plan must be a plan such as cf.processes(), not {chosen!r}")
-    return run_outcomes(
+    return run_chunks(
         fn, items, plan=chosen, inner=levels[1:], star=star, chunk_size=chunk_size, seed=seed
     )
 

@@ -1,7 +1,7 @@
 """Run one chunk of tasks: the code every worker uses, local, remote or durable.
 
-Each task runs inside :func:`cheerful.task.running_task` (index, seed) and its exception,
-if any, is captured into an :class:`~cheerful.task.ErrorInfo` so that one failing task
+Each task runs with its own context (index, seed; see :mod:`cheerful.task`) and its
+exception, if any, is captured into an :class:`~cheerful.task.ErrorInfo` so that one failing task
 never stops the others.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .serialize import dumps
-from .task import Chunk, ErrorInfo, Outcome, running_task
+from .task import Chunk, ChunkResult, ErrorInfo, enter_task, task_scope
 
 __all__ = ["run_chunk"]
 
@@ -24,28 +24,23 @@ def run_chunk(
     *,
     mark: Callable[[int], Any] | None = None,
     restore_rng: bool = False,
-) -> list[Outcome]:
-    """Run every task of ``chunk`` with ``fn``; return one outcome per task, in order.
+) -> ChunkResult:
+    """Run every task of ``chunk`` with ``fn``; a failing task never stops the others.
 
     ``mark(index)`` is called before each task (the pool records which task is running,
     so that a crash can be pinned on it).
     """
-    outcomes = []
-    for index, item in zip(chunk.indices, chunk.items, strict=True):
-        if mark is not None:
-            mark(index)
-        outcomes.append(_run_one(fn, item, chunk.star, index, seed, restore_rng))
-    return outcomes
-
-
-def _run_one(
-    fn: Callable, item: Any, star: bool, index: int, seed: int | None, restore_rng: bool
-) -> Outcome:
+    values: list[Any] = []
+    errors: dict[int, ErrorInfo] = {}
     started = time.perf_counter()
-    with running_task(index, seed, restore_rng=restore_rng):
-        try:
-            value = fn(*item) if star else fn(item)
-        except BaseException as exc:  # noqa: BLE001 - a task's failure is its outcome
-            error = ErrorInfo.from_exception(exc, dumps)
-            return Outcome(index, False, None, error, time.perf_counter() - started)
-    return Outcome(index, True, value, None, time.perf_counter() - started)
+    with task_scope(seed, restore_rng=restore_rng) as ctx:
+        for index, item in zip(chunk.indices, chunk.items, strict=True):
+            if mark is not None:
+                mark(index)
+            enter_task(ctx, index)
+            try:
+                values.append(fn(*item) if chunk.star else fn(item))
+            except BaseException as exc:  # noqa: BLE001 - a task's failure is its outcome
+                values.append(None)
+                errors[index] = ErrorInfo.from_exception(exc, dumps, skip_frames=1)
+    return ChunkResult(chunk.indices, values, errors, time.perf_counter() - started)

@@ -19,9 +19,9 @@ from typing import Any
 from .chunking import Chunker
 from .plans.base import Crashed, Done, Plan, Pool, Work, owned_cores
 from .serialize import check_function, check_items
-from .task import Chunk, ErrorInfo, Outcome
+from .task import Chunk, ChunkResult, ErrorInfo
 
-__all__ = ["crash_outcome", "open_pool", "release_pools", "run_outcomes"]
+__all__ = ["crash_result", "open_pool", "release_pools", "run_chunks"]
 
 _ids = itertools.count()
 _pools_lock = threading.Lock()
@@ -75,7 +75,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
-def run_outcomes(
+def run_chunks(
     fn: Callable,
     items: Sequence[Any],
     *,
@@ -84,8 +84,8 @@ def run_outcomes(
     star: bool = False,
     chunk_size: int | None = None,
     seed: int | None = None,
-) -> Iterator[Outcome]:
-    """Run ``fn`` over ``items`` on ``plan``; yield outcomes as chunks complete.
+) -> Iterator[ChunkResult]:
+    """Run ``fn`` over ``items`` on ``plan``; yield each chunk's result as it completes.
 
     Validation happens before anything runs: an unpicklable function or input raises
     :class:`~cheerful.errors.SerializationError` at once.
@@ -138,23 +138,23 @@ def _dispatch(pool: Pool, spec: _Spec, chunker: Chunker, inflight: dict) -> None
 
 def _settle(event: Done | Crashed, span: tuple[int, int], chunker: Chunker, starts: dict):
     if isinstance(event, Done):
-        chunker.observe(len(event.outcomes), event.seconds)
-        return event.outcomes
+        chunker.observe(len(event.result), event.result.seconds)
+        return [event.result]
     start, stop = span
     if event.index is None:  # died before its first task: try the chunk again, a few times
         starts[span] = starts.get(span, 0) + 1
         if starts[span] < MAX_START_CRASHES:
             chunker.again(start, stop)
             return []
-        return [crash_outcome(i, event) for i in range(start, stop)]
+        return [crash_result(i, event) for i in range(start, stop)]
     chunker.again(start, event.index)
     chunker.again(event.index + 1, stop)
-    return [crash_outcome(event.index, event)]
+    return [crash_result(event.index, event)]
 
 
-def crash_outcome(index: int, event: Crashed) -> Outcome:
-    """The outcome of a task whose worker died under it."""
+def crash_result(index: int, event: Crashed) -> ChunkResult:
+    """The result of a task whose worker died under it: a :class:`WorkerCrashed`."""
     message = f"task {index} crashed: {event.reason}"
     crash = {"exitcode": event.exitcode, "signal": event.signal}
     error = ErrorInfo("cheerful.errors.WorkerCrashed", message, message + "\n", b"", crash)
-    return Outcome(index, False, None, error)
+    return ChunkResult((index,), [None], {index: error})

@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "Chunk",
+    "ChunkResult",
     "ErrorInfo",
     "Failure",
     "Outcome",
@@ -67,9 +68,17 @@ class ErrorInfo:
     crash: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_exception(cls, exc: BaseException, dumps: Callable[[Any], bytes]) -> ErrorInfo:
-        """Capture ``exc`` (with its traceback) and try to pickle it with ``dumps``."""
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    def from_exception(
+        cls, exc: BaseException, dumps: Callable[[Any], bytes], *, skip_frames: int = 0
+    ) -> ErrorInfo:
+        """Capture ``exc`` (with its traceback) and try to pickle it with ``dumps``.
+
+        ``skip_frames`` drops cheerful's own outermost frames from the traceback text.
+        """
+        tb = exc.__traceback__
+        for _ in range(skip_frames):
+            tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
         try:
             exc_bytes = dumps(exc)
         except Exception:  # the exception itself cannot travel: keep its text
@@ -85,7 +94,31 @@ class Outcome:
     ok: bool
     value: Any = None
     error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a chunk produced, compactly: ``values`` in task order (None where a task
+    failed) and the failures' ``errors`` keyed by task index.
+
+    One plain list travels back per chunk, not one object per task, so trivial tasks
+    cost a few hundred nanoseconds each on the wire.
+    """
+
+    indices: Sequence[int]
+    values: list[Any]
+    errors: dict[int, ErrorInfo] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def outcomes(self) -> Iterator[Outcome]:
+        """One :class:`Outcome` per task, in order."""
+        errors = self.errors
+        for index, value in zip(self.indices, self.values, strict=True):
+            error = errors.get(index) if errors else None
+            yield Outcome(index, error is None, value, error)
 
 
 @dataclass(frozen=True)
@@ -193,22 +226,29 @@ def task_rng():
 
 
 @contextmanager
-def running_task(index: int, seed: int | None, *, restore_rng: bool = False) -> Iterator[None]:
-    """Mark ``index`` as the running task; with a seed, seed ``random`` and numpy.
+def task_scope(seed: int | None, *, restore_rng: bool = False) -> Iterator[TaskContext]:
+    """Make a context current for a run of tasks; :func:`enter_task` moves it along.
 
     ``restore_rng`` puts the global random states back afterwards (the sequential plan
     runs tasks in the caller's process and must not disturb its random state).
     """
     saved = _save_rng_states() if (restore_rng and seed is not None) else None
-    if seed is not None:
-        _seed_globals(seed, index)
-    token = _current.set(TaskContext(index, seed))
+    ctx = TaskContext(-1, seed)
+    token = _current.set(ctx)
     try:
-        yield
+        yield ctx
     finally:
         _current.reset(token)
         if saved is not None:
             _restore_rng_states(saved)
+
+
+def enter_task(ctx: TaskContext, index: int) -> None:
+    """Task ``index`` starts now: point the context at it and seed its streams."""
+    ctx.index = index
+    ctx._rng = None
+    if ctx.seed is not None:
+        _seed_globals(ctx.seed, index)
 
 
 def _seed_globals(seed: int, index: int) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..task import Chunk, Outcome
+from ..task import Chunk, ChunkResult
 
 __all__ = ["Crashed", "Done", "Plan", "Pool", "Work", "current_levels", "owned_cores", "plan"]
 
@@ -39,11 +39,10 @@ class Work:
 
 @dataclass(frozen=True)
 class Done:
-    """A chunk finished: one outcome per task (values or errors)."""
+    """A chunk finished: its values and errors."""
 
     work_id: int
-    outcomes: list[Outcome]
-    seconds: float
+    result: ChunkResult
 
 
 @dataclass(frozen=True)

@@ -165,8 +165,7 @@ class ProcessPool(Pool):
         except (EOFError, OSError):
             return self._crashed(slot, work)
         slot.work = None
-        outcomes = loads(data)
-        return Done(work.work_id, outcomes, sum(o.seconds for o in outcomes))
+        return Done(work.work_id, loads(data))
 
     def _crashed(self, slot: _Slot, work: Work) -> Crashed:
         slot.process.join(timeout=5)
@@ -270,12 +269,12 @@ def _function(header, fn_key: str, fn):
 
 def _run(fn, chunk, header, mark) -> bytes:
     from ..runner import run_chunk
-    from ..serialize import pack_outcomes
+    from ..serialize import pack_result
     from .base import set_worker_levels
 
     _, _, _, seed, levels, _ = header
     set_worker_levels(levels)
-    return pack_outcomes(run_chunk(fn, chunk, seed, mark=mark))
+    return pack_result(run_chunk(fn, chunk, seed, mark=mark))
 
 
 def _settle(cores: int, inherited, own: Connection) -> None:

@@ -7,7 +7,6 @@ is left as it was.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from ..runner import run_chunk
@@ -53,14 +52,13 @@ class _InlinePool(Pool):
     def send(self, work: Work) -> None:
         from . import base
 
-        started = time.perf_counter()
         saved = base._levels
         set_worker_levels(work.levels)
         try:
-            outcomes = run_chunk(work.fn, work.chunk, work.seed, restore_rng=True)
+            result = run_chunk(work.fn, work.chunk, work.seed, restore_rng=True)
         finally:
             base._levels = saved
-        self._done.append(Done(work.work_id, outcomes, time.perf_counter() - started))
+        self._done.append(Done(work.work_id, result))
 
     def wait(self, timeout: float | None = None, wakeup: int | None = None) -> list[Done]:
         done, self._done = self._done, []
