@@ -2,13 +2,16 @@
 
 ``cf.map(fn, items)`` runs a loop on every local core; ``cf.plan(...)`` chooses where
 tasks run (``sequential()``, ``processes()``, nested levels); ``cf.Executor`` is a
-``concurrent.futures.Executor`` on the same plans.
+``concurrent.futures.Executor`` on the same plans. ``cf.submit(fn, items)`` (and
+``submit_script``, ``submit_command``) makes a durable job: a :class:`Job` to wait for,
+read and retry from any process.
 """
 
 from .errors import (
     BackendError,
     BrokenPlan,
     CheerfulError,
+    CommandFailed,
     ConfigError,
     HostUnreachable,
     JobError,
@@ -20,6 +23,7 @@ from .errors import (
     StoreError,
     TaskError,
     TaskTimeout,
+    WaitTimeout,
     WorkerCrashed,
 )
 from .executor import Executor
@@ -31,31 +35,68 @@ from .task import Failure, task_rng
 
 __version__ = "0.1.0"
 
+# Durable jobs load on first use: ``import cheerful`` stays light (no sqlite3).
+_LAZY = {
+    "CommandResult": "modes",
+    "Job": "job",
+    "JobStatus": "job",
+    "TaskFailure": "job",
+    "jobs": "job",
+    "submit": "submission",
+    "submit_command": "submission",
+    "submit_script": "submission",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'cheerful' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "BackendError",
     "BrokenPlan",
     "CheerfulError",
+    "CommandFailed",
+    "CommandResult",
     "ConfigError",
     "Executor",
     "Failure",
     "HostUnreachable",
+    "Job",
     "JobError",
     "JobFailed",
     "JobNotFound",
+    "JobStatus",
     "ObjectNotFound",
     "Plan",
     "QueueError",
     "SerializationError",
     "StoreError",
     "TaskError",
+    "TaskFailure",
     "TaskTimeout",
+    "WaitTimeout",
     "WorkerCrashed",
     "__version__",
     "imap",
+    "jobs",
     "map",
     "plan",
     "processes",
     "sequential",
     "starmap",
+    "submit",
+    "submit_command",
+    "submit_script",
     "task_rng",
 ]

@@ -32,6 +32,7 @@ class Chunker:
         self._again: deque[tuple[int, int]] = deque()
         self._tasks_timed = 0
         self._seconds = 0.0
+        self._tail = 0  # once the rest is too little to cut finely: the size of each share
 
     def has_more(self) -> bool:
         """True while some range is still to be handed out."""
@@ -59,9 +60,13 @@ class Chunker:
         if self.fixed:
             return min(self.fixed, remaining)
         size = math.ceil(remaining / (SHARES_PER_WORKER * self.workers))
-        if self._tasks_timed:
+        if self._tail:
+            size = self._tail
+        elif self._tasks_timed:
             per_task = max(self._seconds / self._tasks_timed, 1e-9)
-            size = max(size, math.ceil(MIN_CHUNK_SECONDS / per_task))
+            floor = math.ceil(MIN_CHUNK_SECONDS / per_task)
+            if floor > size:  # cutting finer would cost more than it balances:
+                self._tail = size = math.ceil(remaining / self.workers)  # equal shares
         if self.item_bytes > 0:
             size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
         return max(1, min(size, remaining))

@@ -17,11 +17,13 @@ traceback as ``__cause__``); only when it cannot travel back does it become a
     │   └── HostUnreachable             an SSH host cannot be reached or was cut off
     ├── JobError                        a durable job cannot do what was asked
     │   ├── JobNotFound (KeyError)      no job with that id in the backend
-    │   └── JobFailed                   ``results()`` met failed tasks (``errors="raise"``)
-    └── BackendError                    the queue or store failed (I/O, service, permissions)
-        ├── QueueError                  the queue failed, or a receipt is stale
-        └── StoreError                  the store failed
-            └── ObjectNotFound (KeyError)  a key is absent from the store
+    │   ├── JobFailed                   ``results()`` met failed tasks (``errors="raise"``)
+    │   └── WaitTimeout (TimeoutError)  ``Job.wait(timeout=...)`` ran out before the job finished
+    ├── BackendError                    the queue or store failed (I/O, service, permissions)
+    │   ├── QueueError                  the queue failed, or a receipt is stale
+    │   └── StoreError                  the store failed
+    │       └── ObjectNotFound (KeyError)  a key is absent from the store
+    └── CommandFailed                   a command-mode task exited with a non-zero code
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "BackendError",
     "BrokenPlan",
     "CheerfulError",
+    "CommandFailed",
     "ConfigError",
     "HostUnreachable",
     "JobError",
@@ -43,6 +46,7 @@ __all__ = [
     "StoreError",
     "TaskError",
     "TaskTimeout",
+    "WaitTimeout",
     "WorkerCrashed",
 ]
 
@@ -160,3 +164,33 @@ class ObjectNotFound(StoreError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class WaitTimeout(JobError, TimeoutError):
+    """``Job.wait(timeout=...)`` ran out before the job finished; the job goes on."""
+
+
+class CommandFailed(CheerfulError):
+    """A command-mode task's program exited with a non-zero code (or was killed).
+
+    ``exit_code`` is the code (negative: killed by that signal), ``stdout`` what the
+    program printed, ``stderr_tail`` the last lines of its standard error and ``command``
+    what ran.
+    """
+
+    def __init__(
+        self, exit_code: int, stdout: str = "", stderr_tail: str = "", command: str = ""
+    ) -> None:
+        if exit_code < 0:
+            how = f"was killed by signal {-exit_code}"
+        else:
+            how = f"exited with code {exit_code}"
+        tail = f"; its stderr ends with:\n{stderr_tail}" if stderr_tail.strip() else ""
+        super().__init__(f"command {command!r} {how}{tail}" if command else f"command {how}{tail}")
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr_tail = stderr_tail
+        self.command = command
+
+    def __reduce__(self):  # rebuild from the fields, not from the message
+        return (type(self), (self.exit_code, self.stdout, self.stderr_tail, self.command))

@@ -25,7 +25,7 @@ from typing import Any
 from .errors import ConfigError, SerializationError
 from .plans.base import Crashed, Done, Plan, Pool, Work, current_levels, owned_cores
 from .runner import run_chunk
-from .scheduler import crash_result
+from .scheduler import MAX_START_CRASHES, crash_result
 from .serialize import check_items, dumps, rebuild_exception
 from .task import Chunk, Outcome
 
@@ -48,6 +48,8 @@ class _Call:
     args: tuple
     kwargs: dict
     running: bool = False
+    start_crashes: int = 0  # times its worker died before running any task of its chunk
+    alone: bool = False  # to be sent in a chunk of its own
 
 
 class Executor(futures.Executor):
@@ -62,6 +64,8 @@ class Executor(futures.Executor):
         self._plan = plan if plan is not None else levels[0]
         if not isinstance(self._plan, Plan):
             raise ConfigError(f"plan must be a plan such as cf.processes(), not {plan!r}")
+        if seed is not None and (not isinstance(seed, int) or seed < 0):
+            raise ConfigError(f"seed must be a non-negative whole number, not {seed!r}")
         self._inner = tuple(levels[1:])
         self._seed = seed
         self._lock = threading.Lock()
@@ -69,8 +73,9 @@ class Executor(futures.Executor):
         self._counter = itertools.count()
         self._shutdown = False
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake_r, self._wake_w = os.pipe()  # -1 once closed (fd numbers get reused)
         os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
         self._fn_bytes = dumps(_call)
         _live.add(self)
 
@@ -115,6 +120,8 @@ class Executor(futures.Executor):
         for call in dropped:
             call.future.cancel()
         self._wake()
+        if self._thread is None:  # no manager will ever close the wake-up pipe
+            self._close_wakeup()
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -135,22 +142,31 @@ class Executor(futures.Executor):
             self._thread.start()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        with self._lock, contextlib.suppress(OSError):
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
+
+    def _close_wakeup(self) -> None:
+        with self._lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
 
     def _manage(self) -> None:
         pool = self._plan.open(owned_cores())
         inflight: dict[int, list[_Call]] = {}
         try:
-            while self._keep_going(inflight):
-                self._dispatch(pool, inflight)
+            while True:
+                self._dispatch(pool, inflight)  # may drop cancelled calls: check after it
+                if not self._keep_going(inflight):
+                    break
                 for event in pool.wait(None, wakeup=self._wake_r):
                     self._handle(event, inflight.pop(event.work_id))
                 _drain(self._wake_r)
         finally:
             pool.close(kill=bool(inflight))
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._close_wakeup()
 
     def _keep_going(self, inflight: dict) -> bool:
         with self._lock:
@@ -172,12 +188,16 @@ class Executor(futures.Executor):
     def _take(self, workers: int) -> list[_Call]:
         with self._lock:
             size = max(1, math.ceil(len(self._pending) / (2 * workers)))
-            taken = []
+            taken: list[_Call] = []
             while self._pending and len(taken) < size:
+                if taken and self._pending[0].alone:
+                    break
                 call = self._pending.popleft()
                 if call.running or call.future.set_running_or_notify_cancel():
                     call.running = True
                     taken.append(call)
+                    if call.alone:
+                        break
             return taken
 
     def _work(self, calls: list[_Call]) -> Work:
@@ -202,15 +222,26 @@ class Executor(futures.Executor):
 
     def _handle(self, event: Done | Crashed, calls: list[_Call]) -> None:
         by_index = {c.index: c for c in calls}
+        if isinstance(event, Done) and event.result.unloadable and len(calls) > 1:
+            for call in calls:  # one of them cannot travel: send each alone to find it
+                call.alone = True
+            with self._lock:
+                self._pending.extendleft(reversed(calls))
+            return
         if isinstance(event, Done):
             for outcome in event.result.outcomes():
                 _settle(by_index[outcome.index], outcome)
             return
-        culprit = by_index.get(event.index) if event.index is not None else None
-        if culprit is not None:
+        culprits = [by_index[event.index]] if event.index in by_index else []
+        if event.index is None:  # died before its first task: try again, a few times
+            for call in calls:
+                call.start_crashes += 1
+            culprits = [c for c in calls if c.start_crashes >= MAX_START_CRASHES]
+        for culprit in culprits:
             (outcome,) = crash_result(culprit.index, event).outcomes()
             _settle(culprit, outcome)
-        again = [c for c in calls if c is not culprit]
+        gone = {c.index for c in culprits}
+        again = [c for c in calls if c.index not in gone]
         with self._lock:
             self._pending.extendleft(reversed(again))
 

@@ -54,7 +54,7 @@ def starmap(
     errors: Errors = "raise",
 ) -> list[Any]:
     """``[fn(*args) for args in items]`` in parallel; otherwise as :func:`map`."""
-    tuples = [tuple(args) for args in items]
+    tuples = [_as_args(args) for args in _as_list(items)]
     return _gather(fn, tuples, True, plan, chunk_size, seed, progress, errors, "cf.starmap")
 
 
@@ -121,9 +121,15 @@ def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
     chosen = plan if plan is not None else levels[0]
     if not isinstance(chosen, Plan):
         raise ConfigError(f"plan must be a plan such as cf.processes(), not {chosen!r}")
-    return run_chunks(
+    chunks = run_chunks(
         fn, items, plan=chosen, inner=levels[1:], star=star, chunk_size=chunk_size, seed=seed
     )
+    return _closable(chunks)
+
+
+def _closable(chunks: Iterator[ChunkResult]) -> Iterator[ChunkResult]:
+    """A generator over ``chunks``: closing it closes them (even a plain iterator)."""
+    yield from chunks
 
 
 def _value(outcome: Outcome, errors: Errors) -> Any:
@@ -138,6 +144,13 @@ def _value(outcome: Outcome, errors: Errors) -> Any:
 def _check_errors(errors: str) -> None:
     if errors not in ("raise", "return"):
         raise ConfigError(f'errors must be "raise" or "return", not {errors!r}')
+
+
+def _as_args(args: Iterable[Any]) -> tuple:
+    try:
+        return tuple(args)
+    except TypeError as exc:
+        raise ConfigError(f"starmap needs a tuple of arguments per task, not {args!r}") from exc
 
 
 def _as_list(items: Iterable[Any]) -> list[Any]:

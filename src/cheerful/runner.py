@@ -1,12 +1,14 @@
 """Run one chunk of tasks: the code every worker uses, local, remote or durable.
 
 Each task runs with its own context (index, seed; see :mod:`cheerful.task`) and its
-exception, if any, is captured into an :class:`~cheerful.task.ErrorInfo` so that one failing task
-never stops the others.
+exception, if any, is captured into an :class:`~cheerful.task.ErrorInfo` so that one
+failing task never stops the others. The durable worker's child processes, which also
+capture each task's output, are in :mod:`cheerful.worker.slots`.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +43,13 @@ def run_chunk(
             try:
                 values.append(fn(*item) if chunk.star else fn(item))
             except BaseException as exc:  # noqa: BLE001 - a task's failure is its outcome
+                if isinstance(exc, KeyboardInterrupt) and _ctrl_c_reaches_here():
+                    raise  # Ctrl-C in the caller's process stops the run, not one task
                 values.append(None)
                 errors[index] = ErrorInfo.from_exception(exc, dumps, skip_frames=1)
     return ChunkResult(chunk.indices, values, errors, time.perf_counter() - started)
+
+
+def _ctrl_c_reaches_here() -> bool:
+    """True where Ctrl-C raises KeyboardInterrupt: the caller's process, not a worker."""
+    return signal.getsignal(signal.SIGINT) is signal.default_int_handler

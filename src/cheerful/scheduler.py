@@ -138,6 +138,10 @@ def _dispatch(pool: Pool, spec: _Spec, chunker: Chunker, inflight: dict) -> None
 
 def _settle(event: Done | Crashed, span: tuple[int, int], chunker: Chunker, starts: dict):
     if isinstance(event, Done):
+        if event.result.unloadable and span[1] - span[0] > 1:
+            for index in range(*span):  # find the one input that cannot travel
+                chunker.again(index, index + 1)
+            return []
         chunker.observe(len(event.result), event.result.seconds)
         return [event.result]
     start, stop = span

@@ -8,6 +8,7 @@ task runs without holding a second copy of the inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 from collections.abc import Callable, Sequence
@@ -176,7 +177,7 @@ def _without_unpicklable(result: ChunkResult) -> ChunkResult:
     for index, error in errors.items():
         if not _picklable(error):
             errors[index] = ErrorInfo(error.type_name, error.message, error.traceback)
-    return ChunkResult(result.indices, values, errors, result.seconds)
+    return dataclasses.replace(result, values=values, errors=errors)  # keeps subclasses
 
 
 class RemoteTraceback(Exception):

@@ -8,7 +8,6 @@ an error envelope that can travel between processes even when the exception cann
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import random
 import sys
 import traceback
@@ -109,6 +108,7 @@ class ChunkResult:
     values: list[Any]
     errors: dict[int, ErrorInfo] = field(default_factory=dict)
     seconds: float = 0.0
+    unloadable: bool = False  # the worker could not unpickle the chunk: no task ran
 
     def __len__(self) -> int:
         return len(self.values)
@@ -150,6 +150,8 @@ def _safe_str(exc: BaseException) -> str:
 
 def python_seed(seed: int, index: int) -> int:
     """A 256-bit seed for ``random`` derived from ``(seed, index)`` without numpy."""
+    import hashlib
+
     digest = hashlib.sha256(f"cheerful:{int(seed)}:{int(index)}".encode()).digest()
     return int.from_bytes(digest, "big")
 

@@ -8,6 +8,7 @@ which task killed it; the pool replaces the worker and the scheduler carries on.
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
 import multiprocessing.util
 import os
@@ -18,6 +19,7 @@ from multiprocessing.connection import Connection, wait
 
 from ..errors import ConfigError, SerializationError
 from ..serialize import dumps, dumps_oob, loads, loads_oob
+from ..task import ChunkResult, ErrorInfo
 from .base import Crashed, Done, Plan, Pool, Work
 
 __all__ = ["ProcessesPlan", "processes"]
@@ -86,7 +88,7 @@ class ProcessPool(Pool):
         self._ctx = mp.get_context(method)
         self._method = method
         self._cores_each = cores_each
-        self._marks = self._ctx.RawArray("q", workers)
+        self._marks = shared_array(self._ctx, "q", workers)
         self._slots: list[_Slot] = []
         for position in range(workers):
             self._slots.append(self._start(position))
@@ -99,15 +101,17 @@ class ProcessPool(Pool):
         # A forked child inherits the caller's ends of every pipe; it must close them, or
         # a worker would never see EOF when the caller dies.
         inherited = [s.conn for s in self._slots] + [parent] if self._method == "fork" else []
-        process = self._ctx.Process(
-            target=_worker_main,
-            args=(child, self._marks, position, self._cores_each, inherited),
-            name=f"cheerful-worker-{position}",
-        )
+        target, args = self._child_main(child, position, inherited)
+        process = self._ctx.Process(target=target, args=args, name=f"cheerful-worker-{position}")
         process.start()
         child.close()
         self._marks[position] = _IDLE
         return _Slot(position, process, parent)
+
+    def _child_main(self, child: Connection, position: int, inherited: list) -> tuple:
+        """The function a new worker process runs, and its arguments (a subclass may run
+        another loop in its workers, e.g. the durable worker's, see :mod:`cheerful.worker.slots`)."""
+        return _worker_main, (child, self._marks, position, self._cores_each, inherited)
 
     def idle(self) -> int:
         return sum(1 for s in self._slots if s.work is None)
@@ -126,6 +130,7 @@ class ProcessPool(Pool):
             work.fn_bytes if fresh else b"",
             work.seed,
             work.levels,
+            work.chunk.indices,
             sizes,
         )
         self._marks[slot.position] = _IDLE
@@ -238,7 +243,7 @@ def _crash_reason(code: int | None) -> str:
 def _worker_main(conn: Connection, marks, position: int, cores: int, inherited) -> None:
     """A worker's loop: receive a chunk, run it, send back its outcomes, until EOF."""
     _settle(cores, inherited, conn)
-    fn_key, fn = "", None
+    cache: dict[str, object] = {}
 
     def mark(index: int) -> None:
         marks[position] = index
@@ -247,11 +252,14 @@ def _worker_main(conn: Connection, marks, position: int, cores: int, inherited) 
         try:
             header = loads(conn.recv_bytes())
             payload = conn.recv_bytes()
-            buffers = [_recv_buffer(conn, size) for size in header[5]]
+            buffers = [_recv_buffer(conn, size) for size in header[_SIZES]]
         except (EOFError, OSError, KeyboardInterrupt):
             return
-        fn_key, fn = _function(header, fn_key, fn)
-        conn.send_bytes(_run(fn, loads_oob(payload, buffers), header, mark))
+        conn.send_bytes(_serve(header, payload, buffers, cache, mark))
+
+
+# header fields: work_id, fn_key, fn_bytes, seed, levels, indices, buffer sizes
+_FN_KEY, _FN_BYTES, _SEED, _LEVELS, _INDICES, _SIZES = 1, 2, 3, 4, 5, 6
 
 
 def _recv_buffer(conn: Connection, size: int) -> bytearray:
@@ -260,21 +268,50 @@ def _recv_buffer(conn: Connection, size: int) -> bytearray:
     return buf
 
 
-def _function(header, fn_key: str, fn):
-    _, key, fn_bytes, *_ = header
-    if key == fn_key and not fn_bytes:
-        return fn_key, fn
-    return key, loads(fn_bytes)
-
-
-def _run(fn, chunk, header, mark) -> bytes:
+def _serve(header, payload: bytes, buffers: list, cache: dict, mark) -> bytes:
     from ..runner import run_chunk
     from ..serialize import pack_result
     from .base import set_worker_levels
 
-    _, _, _, seed, levels, _ = header
-    set_worker_levels(levels)
-    return pack_result(run_chunk(fn, chunk, seed, mark=mark))
+    try:
+        fn = _function(header, cache)
+        chunk = loads_oob(payload, buffers)
+    except Exception as exc:  # the chunk cannot be rebuilt here: its tasks fail, we go on
+        return pack_result(unloadable_result(header[_INDICES], exc))
+    set_worker_levels(header[_LEVELS])
+    return pack_result(run_chunk(fn, chunk, header[_SEED], mark=mark))
+
+
+def _function(header, cache: dict):
+    key, fn_bytes = header[_FN_KEY], header[_FN_BYTES]
+    if not fn_bytes and key in cache:
+        return cache[key]
+    cache.clear()  # one function at a time: a map's, or the executor's
+    cache[key] = loads(fn_bytes)
+    return cache[key]
+
+
+def unloadable_result(indices, exc: BaseException) -> ChunkResult:
+    """Every task of a chunk failed because its function or inputs cannot be unpickled."""
+    error = SerializationError(
+        f"the function or inputs of this chunk cannot be unpickled in the worker: "
+        f"{type(exc).__name__}: {exc} (is every module they need importable there?)"
+    )
+    info = ErrorInfo.from_exception(error, dumps)
+    return ChunkResult(
+        tuple(indices), [None] * len(indices), dict.fromkeys(indices, info), unloadable=True
+    )
+
+
+def shared_array(ctx, typecode: str, size: int):
+    """A small array of numbers shared with worker processes, writable from both sides.
+
+    Forked workers share an anonymous mapping (a fraction of a millisecond to make);
+    other start methods need multiprocessing's RawArray (a temp-file arena, ~5-10 ms).
+    """
+    if ctx.get_start_method() == "fork":
+        return memoryview(mmap.mmap(-1, max(1, size) * 8)).cast("B").cast(typecode)
+    return ctx.RawArray(typecode, size)
 
 
 def _settle(cores: int, inherited, own: Connection) -> None:

@@ -1,0 +1,514 @@
+"""Observe and steer a durable job from any process or machine: :class:`Job`.
+
+A ``Job`` reads what workers stored (``results/<chunk>`` records, ``logs/``, the workers'
+``status/`` counters) and the queue's dead letters; it writes only the manifest's
+``resent`` history, new chunks for :meth:`Job.retry_failed` and the ``cancelled`` marker
+(and :meth:`Job.delete` removes everything).
+The store layout (:mod:`cheerful.layout`) is the protocol between the two sides; see
+``docs/durable.md``.
+
+Every chunk's inputs are kept at ``inputs/<chunk>`` (so ``retry_failed`` can send failed
+tasks again from anywhere); a chunk's message carries them inline too when they fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import layout
+from .backends import Backend, open_backend
+from .errors import (
+    ConfigError,
+    JobError,
+    JobFailed,
+    JobNotFound,
+    ObjectNotFound,
+    WaitTimeout,
+    WorkerCrashed,
+)
+from .messages import ChunkMessage, ChunkRecord
+from .serialize import loads, rebuild_exception
+from .task import ErrorInfo, Failure
+
+__all__ = [
+    "Job",
+    "JobStatus",
+    "TaskFailure",
+    "cancelled_key",
+    "jobs",
+    "json_bytes",
+]
+
+BackendLike = str | Backend
+Errors = Literal["raise", "return"]
+
+SETTLE_EVERY = 20
+"""``wait`` confirms completion from the listing of results at least every this many polls."""
+DEAD_LETTERS_READ = 1_000_000
+"""At most this many dead letters are read to find a job's dead chunks."""
+_MISSING, _OK, _FAILED = 0, 1, 2
+
+
+def json_bytes(data: dict) -> bytes:
+    """A manifest or marker as stored: indented JSON."""
+    return json.dumps(data, indent=1).encode()
+
+
+def cancelled_key(job_id: str) -> str:
+    """The key whose presence marks a job cancelled (workers delete its messages)."""
+    return f"{layout.job_prefix(job_id)}/cancelled"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Task counts of a job. ``queued`` is what is neither finished nor running."""
+
+    total: int
+    queued: int
+    running: int
+    done: int
+    failed: int
+    dead: int
+    cancelled: bool = False
+    workers: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """True when every task is done, failed or dead."""
+        return self.done + self.failed + self.dead >= self.total
+
+    def __str__(self) -> str:
+        state = " (cancelled)" if self.cancelled else ""
+        return (
+            f"{self.done}/{self.total} done, {self.failed} failed, {self.dead} dead, "
+            f"{self.running} running, {self.queued} queued{state}"
+        )
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A failed or dead task: its exception's type name, message and remote traceback,
+    the attempts it took and the store key of its last log (``""`` if none; the text is
+    ``job.logs(index)``)."""
+
+    index: int
+    type_name: str
+    message: str
+    traceback: str
+    attempts: int
+    log: str
+
+
+@dataclass(frozen=True)
+class _Dead:
+    """A dead letter of the job: its chunk, its message id, its tasks and why it died."""
+
+    chunk: int
+    message_id: str
+    indices: tuple[int, ...]
+    reason: str
+    receives: int
+
+
+@dataclass
+class _View:
+    """What the store and the queue say about every task of a job (one full read)."""
+
+    values: list[Any]
+    state: bytearray
+    errors: dict[int, ErrorInfo] = field(default_factory=dict)
+    attempts: dict[int, int] = field(default_factory=dict)
+    logs: dict[int, str] = field(default_factory=dict)
+    dead: dict[int, _Dead] = field(default_factory=dict)
+    cancelled: bool = False
+
+    def apply(self, record: ChunkRecord) -> None:
+        """Take ``record``'s outcomes (over older ones)."""
+        result = record.result
+        for index, value in zip(result.indices, result.values, strict=True):
+            error = result.errors.get(index) if result.errors else None
+            self.state[index] = _OK if error is None else _FAILED
+            self.values[index] = value
+            if error is not None:
+                self.errors[index] = error
+            self.attempts[index] = record.attempts.get(index, 1)
+            self.logs[index] = record.logs.get(index, "")
+
+    def failed(self) -> list[int]:
+        """Indices of the failed and the dead tasks, in order."""
+        return [i for i, s in enumerate(self.state) if s == _FAILED or i in self.dead]
+
+    def pending(self) -> list[int]:
+        """Indices of the tasks with no outcome yet."""
+        return [i for i, s in enumerate(self.state) if s == _MISSING and i not in self.dead]
+
+    def failure(self, index: int) -> TaskFailure:
+        """The :class:`TaskFailure` of a failed or dead task."""
+        if index in self.dead:
+            dead = self.dead[index]
+            return TaskFailure(index, "WorkerCrashed", _dead_text(dead), "", dead.receives, "")
+        err = self.errors[index]
+        attempts, log = self.attempts.get(index, 1), self.logs.get(index, "")
+        return TaskFailure(index, err.type_name, err.message, err.traceback, attempts, log)
+
+    def exception(self, index: int) -> BaseException:
+        """The own exception of a failed task (a WorkerCrashed for a dead one)."""
+        if index in self.dead:
+            return WorkerCrashed(_dead_text(self.dead[index]), index=index)
+        return rebuild_exception(self.errors[index], index)
+
+
+def _dead_text(dead: _Dead) -> str:
+    return f"its chunk {dead.chunk} was dead-lettered after {dead.receives} receives: {dead.reason}"
+
+
+class Job:
+    """A durable job in a backend: made by ``cf.submit*``, found again by :meth:`attach`."""
+
+    def __init__(self, job_id: str, backend: BackendLike, manifest: dict[str, Any]) -> None:
+        self.id = job_id
+        self.backend = open_backend(backend)
+        self.manifest = manifest
+
+    @classmethod
+    def attach(cls, job_id: str, backend: BackendLike = "local") -> Job:
+        """The job ``job_id`` of ``backend``, from any process; raises
+        :class:`~cheerful.errors.JobNotFound` (listing the known ids) if there is none."""
+        backend = open_backend(backend)
+        try:
+            data = backend.store.get(layout.manifest(layout.validate_id(job_id)))
+        except ObjectNotFound:
+            known = _job_ids(backend)
+            listed = ", ".join(known[-20:]) if known else "none"
+            raise JobNotFound(
+                f"no job {job_id!r} in backend {backend.url}; known jobs: {listed}"
+            ) from None
+        return cls(job_id, backend, json.loads(data))
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, tasks={self.tasks}, backend={self.backend.url!r})"
+
+    @property
+    def name(self) -> str | None:
+        """The name given at submit, if any."""
+        return self.manifest.get("name")
+
+    @property
+    def tasks(self) -> int:
+        """How many tasks the job has."""
+        return int(self.manifest["tasks"])
+
+    @property
+    def created(self) -> float:
+        """When the job was submitted (unix time)."""
+        return float(self.manifest["created"])
+
+    # Reading.
+
+    def status(self) -> JobStatus:
+        """Task counts, from the workers' counters and the dead letters (cheap: no results
+        are read). Approximate while workers run; :meth:`wait` returns a settled one."""
+        self._refresh()
+        store, total = self.backend.store, self.tasks
+        sums = {"done": 0, "failed": 0, "running": 0}
+        keys = list(store.list(layout.status_prefix(self.id)))
+        for key in keys:
+            counters = _counters(store, key)
+            for name in sums:
+                sums[name] += counters.get(name, 0)
+        resent = sum(entry.get("failed", 0) for entry in self.manifest.get("resent", ()))
+        dead = sum(len(d.indices) for d in self._dead_letters())
+        done, running = min(sums["done"], total), sums["running"]
+        failed = max(0, min(sums["failed"] - resent, total - done))
+        queued = max(0, total - done - failed - dead - running)
+        cancelled = store.exists(cancelled_key(self.id))
+        return JobStatus(total, queued, running, done, failed, dead, cancelled, len(keys))
+
+    def wait(
+        self,
+        progress: bool | Callable[..., Any] = True,
+        timeout: float | None = None,
+        poll: float = 0.5,
+    ) -> JobStatus:
+        """Block until every task is done, failed or dead, or the job is cancelled; return
+        the status. After ``timeout`` seconds raise :class:`~cheerful.errors.WaitTimeout`
+        (the job goes on). ``progress``: True (a bar), False, or a callback."""
+        from .progress import reporter
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with reporter(progress, self.tasks, f"job {self.id}") as report:
+            for polls in itertools.count():
+                status = self.status()
+                if status.cancelled:
+                    return status
+                if (status.finished or polls % SETTLE_EVERY == 0) and self._settled():
+                    status = _settled_status(status)
+                    _advance(report, status)
+                    return status
+                _advance(report, status)
+                left = math.inf if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"job {self.id} is not finished after {timeout} s: {status}")
+                time.sleep(min(poll, left))
+        raise AssertionError("not reached")  # pragma: no cover
+
+    def results(
+        self, errors: Errors = "raise", *, wait: bool = True, timeout: float | None = None
+    ) -> list[Any]:
+        """The tasks' results in input order; waits for the job first unless ``wait=False``.
+
+        With ``errors="raise"`` failed or dead tasks raise :class:`~cheerful.errors.JobFailed`
+        (``.failures`` lists them; the first task's own exception is its ``__cause__``);
+        with ``"return"`` their slots hold a :class:`cheerful.Failure`.
+        """
+        if errors not in ("raise", "return"):
+            raise ConfigError(f'errors must be "raise" or "return", not {errors!r}')
+        if wait:
+            self.wait(progress=False, timeout=timeout)
+        view = self._view()
+        pending, failed = view.pending(), view.failed()
+        if errors == "raise" and pending:
+            raise JobError(self._pending_text(view, len(pending)))
+        if errors == "raise" and failed:
+            raise _job_failed(self.id, self.tasks, view, failed)
+        for index in failed:
+            failure = view.failure(index)
+            view.values[index] = Failure(view.exception(index), failure.traceback, index)
+        for index in pending:
+            view.values[index] = Failure(JobError(self._pending_text(view, 1)), "", index)
+        return view.values
+
+    def failures(self) -> list[TaskFailure]:
+        """Every failed or dead task, in index order."""
+        view = self._view()
+        return [view.failure(index) for index in view.failed()]
+
+    def logs(self, index: int) -> str:
+        """What task ``index`` printed (stdout + stderr) in its last attempt; "" if nothing."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.tasks:
+            raise ConfigError(f"task {index} is out of range: the job has {self.tasks} tasks")
+        key = self._log_key(index)
+        try:
+            return self.backend.store.get(key).decode("utf-8", errors="replace") if key else ""
+        except ObjectNotFound:
+            return ""
+
+    # Acting.
+
+    def retry_failed(self) -> int:
+        """Send the failed and the dead tasks again; return how many tasks were sent.
+
+        Failed tasks go as new chunks numbered after the last one; dead chunks go back to
+        the queue as they were. Their newest outcome then replaces the old one.
+        """
+        view = self._view()
+        if view.cancelled:
+            raise JobError(f"job {self.id} is cancelled; submit it again instead")
+        failed = [i for i, s in enumerate(view.state) if s == _FAILED]
+        dead = self._dead_letters()
+        if not failed and not dead:
+            return 0
+        size, first = int(self.manifest["chunk_size"]), self._next_chunk()
+        spans = [failed[start : start + size] for start in range(0, len(failed), size)]
+        dead_tasks = sum(len(d.indices) for d in dead)
+        if spans:
+            self._claim(first)
+        entry = {"at": time.time(), "first_chunk": first, "chunks": len(spans)}
+        entry.update(failed=len(failed), dead=dead_tasks)
+        self.manifest.setdefault("resent", []).append(entry)
+        self.backend.store.put(layout.manifest(self.id), json_bytes(self.manifest))
+        if dead:
+            self.backend.queue.redrive_dead([d.message_id for d in dead])
+        inputs = _InputReader(self.backend.store, self.id, size)
+        from .submission import send_chunks  # submission imports this module
+
+        send_chunks(self, enumerate(spans, start=first), inputs.items, "retrying")
+        return len(failed) + dead_tasks
+
+    def cancel(self) -> bool:
+        """Mark the job cancelled: workers drop its remaining chunks; stored results stay.
+        Return False if it was cancelled already."""
+        import platform
+
+        stamp = json_bytes({"at": time.time(), "host": platform.node(), "pid": os.getpid()})
+        return self.backend.store.put_if_absent(cancelled_key(self.id), stamp)
+
+    def delete(self) -> int:
+        """Delete everything stored for the job (manifest, code, inputs, results, logs);
+        return how many objects. Messages still queued get dead-lettered by workers."""
+        return self.backend.store.delete_prefix(layout.job_prefix(self.id))
+
+    # Internals.
+
+    def _refresh(self) -> None:
+        try:
+            self.manifest = json.loads(self.backend.store.get(layout.manifest(self.id)))
+        except ObjectNotFound:
+            raise JobNotFound(f"job {self.id} is gone from {self.backend.url}") from None
+
+    def _next_chunk(self) -> int:
+        ends = [e["first_chunk"] + e["chunks"] for e in self.manifest.get("resent", ())]
+        return max([int(self.manifest["chunks"]), *ends])
+
+    def _claim(self, chunk: int) -> None:
+        if not self.backend.store.put_if_absent(layout.input(self.id, chunk), b""):
+            raise JobError(f"job {self.id}: another retry is under way; try again later")
+
+    def _records(self, chunks: Iterable[int] | None = None) -> Iterator[ChunkRecord]:
+        store = self.backend.store
+        if chunks is None:
+            keys: Iterable[str] = store.list(layout.results_prefix(self.id))
+        else:
+            keys = [layout.result(self.id, chunk) for chunk in chunks]
+        for key in keys:
+            try:
+                data = store.get(key)
+            except ObjectNotFound:
+                continue
+            try:
+                yield loads(data)
+            except Exception as exc:
+                raise JobError(f"job {self.id}: {key} cannot be read here: {exc!r}") from exc
+
+    def _view(self) -> _View:
+        self._refresh()
+        view = _View([None] * self.tasks, bytearray(self.tasks))
+        for record in self._records():  # ascending chunk numbers: the newest record wins
+            view.apply(record)
+        for dead in self._dead_letters():
+            view.dead.update((i, dead) for i in dead.indices if view.state[i] == _MISSING)
+        view.cancelled = self.backend.store.exists(cancelled_key(self.id))
+        return view
+
+    def _dead_letters(self) -> list[_Dead]:
+        """This job's dead-lettered chunks that have no stored result."""
+        found = []
+        for letter in self.backend.queue.dead_letters(limit=DEAD_LETTERS_READ):
+            try:
+                message = ChunkMessage.decode(letter.body)
+            except Exception:  # not a chunk message: not ours to judge
+                continue
+            if message.job != self.id:
+                continue
+            if not self.backend.store.exists(layout.result(self.id, message.chunk)):
+                found.append(
+                    _Dead(
+                        message.chunk,
+                        letter.id,
+                        message.indices,
+                        letter.reason,
+                        letter.receive_count,
+                    )
+                )
+        return found
+
+    def _settled(self) -> bool:
+        """Every chunk ever sent has a result or is dead (one listing of keys, no reads)."""
+        self._refresh()
+        keys = self.backend.store.list(layout.results_prefix(self.id))
+        covered = {layout.chunk_of_result_key(key) for key in keys}
+        covered.update(dead.chunk for dead in self._dead_letters())
+        return all(chunk in covered for chunk in range(self._next_chunk()))
+
+    def _log_key(self, index: int) -> str:
+        """The key of the last log of task ``index``: from its newest record, else the
+        highest attempt stored (a task still running, or dead)."""
+        self._refresh()
+        retry_chunks = range(int(self.manifest["chunks"]), self._next_chunk())
+        chunks = [index // int(self.manifest["chunk_size"]), *retry_chunks]
+        key = None
+        for record in self._records(chunks):
+            if index in record.result.indices:
+                key = record.logs.get(index, "")
+        if key is not None:
+            return key
+        attempts = range(1, int(self.manifest.get("retries", 0)) + 2)
+        present = [layout.log(self.id, index, a) for a in attempts]
+        present = [k for k in present if self.backend.store.exists(k)]
+        return present[-1] if present else ""
+
+    def _pending_text(self, view: _View, count: int) -> str:
+        if view.cancelled:
+            return f"job {self.id} was cancelled: {count} task(s) never ran"
+        return (
+            f"job {self.id} is not finished: {count} of {self.tasks} task(s) have no result "
+            "yet; job.wait() for them, or use results(wait=False, errors='return')"
+        )
+
+
+class _InputReader:
+    """The stored input of any task, reading each original chunk's inputs once."""
+
+    def __init__(self, store, job_id: str, size: int) -> None:
+        self.store, self.job_id, self.size = store, job_id, size
+        self.cache: dict[int, list] = {}
+
+    def items(self, indices: Sequence[int]) -> list[Any]:
+        return [self.item(index) for index in indices]
+
+    def item(self, index: int) -> Any:
+        chunk, offset = divmod(index, self.size)
+        if chunk not in self.cache:
+            self.cache[chunk] = loads(self.store.get(layout.input(self.job_id, chunk)))
+        return self.cache[chunk][offset]
+
+
+def _settled_status(status: JobStatus) -> JobStatus:
+    """Every task has an outcome: what is not failed or dead is done (counters of a worker
+    killed between storing a result and counting it would say less)."""
+    done = status.total - status.failed - status.dead
+    return JobStatus(status.total, 0, 0, done, status.failed, status.dead, False, status.workers)
+
+
+def _advance(report, status: JobStatus) -> None:
+    settled = status.done + status.failed + status.dead
+    failed = status.failed + status.dead
+    report.advance(max(0, settled - report.done), max(0, failed - report.failed))
+
+
+def _counters(store, key: str) -> dict[str, int]:
+    try:
+        data = json.loads(store.get(key))
+    except (ObjectNotFound, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _job_failed(job_id: str, total: int, view: _View, failed: list[int]) -> JobFailed:
+    failures = [view.failure(index) for index in failed]
+    lines = [f"  task {f.index}: {f.type_name}: {f.message}" for f in failures[:5]]
+    if len(failures) > 5:
+        lines.append(f"  ... and {len(failures) - 5} more")
+    lines.append("see job.failures(), job.logs(index), job.retry_failed()")
+    err = JobFailed(
+        f"job {job_id}: {len(failures)} of {total} tasks failed:\n" + "\n".join(lines), failures
+    )
+    err.__cause__ = view.exception(failed[0])
+    return err
+
+
+def _job_ids(backend: Backend) -> list[str]:
+    """Ids of the jobs that have a manifest (not those half deleted or half submitted)."""
+    ids = layout.job_ids_from_keys(backend.store.list(layout.jobs_prefix()))
+    return [job_id for job_id in ids if backend.store.exists(layout.manifest(job_id))]
+
+
+def jobs(backend: BackendLike = "local") -> list[Job]:
+    """Every job of ``backend``, oldest first."""
+    backend = open_backend(backend)
+    found = []
+    for job_id in _job_ids(backend):
+        try:
+            found.append(Job.attach(job_id, backend))
+        except JobNotFound:  # half deleted, or still being submitted
+            continue
+    return sorted(found, key=lambda job: (job.created, job.id))

@@ -1,0 +1,10 @@
+"""The durable worker: ``cheerful worker`` runs :func:`run_worker`.
+
+``state`` decides (a pure state machine, events in, actions out; ``events`` holds its
+values), ``loop`` does the I/O, ``jobs`` keeps the job specs and the worker's counters,
+``logs`` stores the task logs. See ``docs/durable.md``, "Worker".
+"""
+
+from .loop import WorkerSummary, run_worker, worker_id
+
+__all__ = ["WorkerSummary", "run_worker", "worker_id"]

@@ -1,0 +1,474 @@
+"""The durable worker's I/O loop: queue in, slots run, store out.
+
+:func:`run_worker` is what ``cheerful worker`` runs. It receives chunk messages, looks up
+what the decisions need (the job's manifest and code, cancelled or not, result stored or
+not, the inputs), runs chunks on a :class:`~cheerful.worker.slots.SlotPool` and carries out what
+:class:`~cheerful.worker.state.WorkerState` decides. For each finished chunk it stores the
+logs, then the record (first write wins), then its counters, and only then deletes the
+message: a worker killed at any instant loses nothing, its messages reappear after the
+visibility timeout and run elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import signal
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import layout
+from ..errors import BackendError, ConfigError, ObjectNotFound, QueueError
+from ..messages import ChunkMessage, ChunkRecord, MalformedMessage
+from ..plans.base import Crashed, Done, Work, owned_cores
+from ..queues.base import MAX_VISIBILITY_S, Message
+from ..serialize import dumps
+from .jobs import Counters, JobCache
+from .logs import TaskLogs
+from .slots import PackedChunk, SlotPool
+from .state import (
+    Config,
+    DeadLetter,
+    Delete,
+    Delivery,
+    Extend,
+    Kill,
+    Record,
+    Release,
+    Run,
+    WorkerState,
+)
+
+__all__ = ["WorkerSummary", "run_worker", "worker_id"]
+
+POLL_S = 1.0
+"""Longest wait for a message while no slot is busy: a stop signal is seen within it."""
+WAIT_S = 0.2
+"""Longest wait for a slot while some are busy (heartbeats, timeouts and stops run between)."""
+NODE_EVERY_S = 10.0
+"""Seconds between two writes of the worker's heartbeat file ``nodes/<worker>.json``."""
+RECORD_RETRY_S = 1.0
+"""Pause before storing a record again after the store failed."""
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """What a worker did before it left: ``reason`` is "idle", "stopped" or "grace expired"."""
+
+    worker: str
+    reason: str
+    chunks: int = 0
+    done: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    released: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"worker {self.worker} stopped ({self.reason}) after {self.seconds:.1f} s: "
+            f"{self.chunks} chunk(s), {self.done} task(s) done, {self.failed} failed, "
+            f"{self.duplicates} duplicate(s) dropped, {self.dead_lettered} dead-lettered, "
+            f"{self.released} released"
+        )
+
+
+def run_worker(
+    backend: Any,
+    *,
+    job: str | None = None,
+    slots: int | None = None,
+    idle_exit: float | None = None,
+    visibility: float = 30.0,
+    grace: float = 30.0,
+    node: str | None = None,
+    stop_event: threading.Event | None = None,
+) -> WorkerSummary:
+    """Run chunks from ``backend``'s queue until stopped or idle; return what was done.
+
+    ``backend`` is a backend URL or an object with ``.queue`` and ``.store``. ``job``
+    serves that job only (others' messages are released); ``slots`` child processes run
+    chunks (default: the cores this process may use); ``idle_exit`` leaves after that many
+    seconds without work; ``visibility`` is how long a received message stays hidden
+    (extended every third of it while its chunk runs); on SIGTERM or SIGINT, or when
+    ``stop_event`` is set, running chunks get ``grace`` seconds to finish, then their
+    messages are released (a second signal releases them at once). ``node`` names the
+    machine in the worker's id (default: the host name).
+    """
+    config = _config(job, slots, idle_exit, visibility, grace)
+    worker = worker_id(node)
+    opened = None if _is_backend(backend) else _open(backend)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cheerful-worker-") as log_dir:
+            cores_each = max(1, owned_cores() // config.slots)
+            pool = SlotPool(config.slots, log_dir, cores_each=cores_each)
+            try:
+                loop = _Loop(opened or backend, pool, config, worker, log_dir, stop_event)
+                with _signals(loop):
+                    return loop.run()
+            finally:
+                pool.close(kill=True)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def worker_id(node: str | None = None) -> str:
+    """``<node>-<pid>``: unique among the workers of a backend (node: the host name)."""
+    base = re.sub(r"[^A-Za-z0-9_.-]", "-", node or socket.gethostname() or "worker")
+    base = base.lstrip("-_.") or "worker"
+    return layout.validate_id(f"{base[:100]}-{os.getpid()}", "worker id")
+
+
+def _config(job, slots, idle_exit, visibility, grace) -> Config:
+    if job is not None:
+        layout.validate_id(job)
+    if slots is None:
+        slots = owned_cores()
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ConfigError(f"slots must be a positive whole number, not {slots!r}")
+    for name, value in (("idle_exit", idle_exit), ("grace", grace)):
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    if not isinstance(visibility, (int, float)) or not 1 <= visibility <= MAX_VISIBILITY_S:
+        raise ConfigError(
+            f"visibility must be from 1 to {MAX_VISIBILITY_S:g} seconds, not {visibility!r}"
+        )
+    return Config(slots, float(visibility), float(grace), idle_exit, job)
+
+
+def _is_backend(backend: Any) -> bool:
+    return hasattr(backend, "queue") and hasattr(backend, "store")
+
+
+def _open(url: Any):
+    from ..backends import open_backend
+
+    return open_backend(url)
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+
+class _Loop:
+    """One worker's I/O: everything :class:`WorkerState` asks for."""
+
+    def __init__(
+        self,
+        backend,
+        pool: SlotPool,
+        config: Config,
+        worker: str,
+        log_dir: str,
+        stop_event: threading.Event | None,
+    ) -> None:
+        self.queue, self.store = backend.queue, backend.store
+        self.pool, self.config, self.worker, self.log_dir = pool, config, worker, log_dir
+        self.stop_event = stop_event
+        self.signals = self.stops_seen = 0
+        self.started = time.monotonic()
+        self.state = WorkerState(config, self.started)
+        self.jobs = JobCache(self.store)
+        self.counters = Counters(self.store, worker)
+        self.logs = TaskLogs(self.store, log_dir)
+        self.unrecorded: list[tuple[float, Record]] = []
+        self.node_due = 0.0
+        self.tally = dict.fromkeys(("duplicates", "dead_lettered", "released"), 0)
+
+    def run(self) -> WorkerSummary:
+        try:
+            while not self.state.exited:
+                self._turn()
+        finally:
+            self._leave()
+        return self._summary()
+
+    def _turn(self) -> None:
+        self._check_stop()
+        now = time.monotonic()
+        self._act(self.state.tick(now, self.pool.running()))
+        if self.state.exited:
+            return
+        self._receive(now)
+        busy = self.pool.idle() < self.pool.workers
+        if busy:
+            for event in self.pool.wait(WAIT_S):
+                self._event(event)
+        elif self.state.wants(time.monotonic()) == 0:
+            time.sleep(0.05)
+        self._retry_records()
+        self._beat()
+
+    # Receiving.
+
+    def _receive(self, now: float) -> None:
+        want = self.state.wants(now)
+        if not want:
+            return
+        busy = self.pool.idle() < self.pool.workers
+        try:
+            messages = self.queue.receive(want, 0.0 if busy else POLL_S, self.config.visibility)
+        except BackendError as exc:
+            _warn(f"receiving failed, trying again: {exc}")
+            time.sleep(POLL_S)
+            return
+        deliveries = []
+        for m in messages:
+            try:
+                deliveries.append(self._deliver(m))
+            except BackendError as exc:  # cannot tell what to do with it now: let it come back
+                _warn(f"looking up a message's job failed, releasing it: {exc}")
+                self._act([Release((m.receipt,), "store unavailable")])
+        self._act(self.state.received(now, deliveries))  # idle since the poll began
+
+    def _deliver(self, m: Message) -> Delivery:
+        try:
+            message = ChunkMessage.decode(m.body)
+            layout.validate_id(message.job)
+        except (MalformedMessage, ConfigError) as exc:
+            return Delivery(m.receipt, None, problem=str(exc))
+        now = time.monotonic()
+        spec, problem = self.jobs.spec(message.job, now)
+        if spec is None:
+            return Delivery(m.receipt, message, problem=problem)
+        if self.jobs.cancelled(message.job, now):
+            return Delivery(m.receipt, message, spec, cancelled=True)
+        if self.config.job not in (None, message.job):
+            return Delivery(m.receipt, message, spec)
+        recorded = self.store.exists(layout.result(message.job, message.chunk))
+        try:
+            inputs = b"" if recorded else self._inputs(message)
+        except (MalformedMessage, ConfigError) as exc:
+            return Delivery(m.receipt, None, problem=str(exc))
+        return Delivery(m.receipt, message, spec, recorded=recorded, inputs=inputs)
+
+    def _inputs(self, message: ChunkMessage) -> bytes:
+        if message.spill is None:
+            return message.inputs or b""
+        if not message.spill.startswith(layout.inputs_prefix(message.job) + "/"):
+            raise MalformedMessage(f"spill key {message.spill!r} is not an input of its job")
+        try:
+            return self.store.get(message.spill)
+        except ObjectNotFound as exc:
+            raise MalformedMessage(f"spilled inputs missing: {exc}") from exc
+
+    # Carrying out decisions.
+
+    def _act(self, actions: list) -> None:
+        for action in actions:
+            try:
+                self._do(action)
+            except BackendError as exc:
+                _warn(f"{type(action).__name__} failed: {exc}")
+
+    def _do(self, action) -> None:
+        if isinstance(action, Run):
+            self._run(action)
+        elif isinstance(action, Record):
+            self._record(action)
+        elif isinstance(action, Extend):
+            self._extend(action)
+        elif isinstance(action, Release):
+            self.tally["released"] += sum(self.queue.release(action.receipts))
+        elif isinstance(action, Delete):
+            self.queue.delete(action.receipts)
+            if action.reason == "result already stored":
+                self.tally["duplicates"] += len(action.receipts)
+        elif isinstance(action, DeadLetter):
+            self.tally["dead_lettered"] += self.queue.dead_letter(action.receipt, action.reason)
+        elif isinstance(action, Kill):
+            self.pool.kill(action.work_id)
+
+    def _run(self, run: Run) -> None:
+        where = {index: p for p, index in enumerate(run.message.indices)}
+        packed = PackedChunk(
+            run.indices,
+            tuple(where[i] for i in run.indices),
+            run.inputs,
+            len(run.message.indices),
+            run.job.star,
+        )
+        code = self.jobs.code(run.job.id)
+        self.pool.send(Work(run.work_id, run.job.id, code, packed, run.job.seed))
+
+    def _extend(self, action: Extend) -> None:
+        try:
+            self.queue.extend(action.receipts, action.seconds)
+        except QueueError:  # some receipt went stale: find which, stop extending those
+            stale = []
+            for receipt in action.receipts:
+                try:
+                    self.queue.extend(receipt, action.seconds)
+                except QueueError:
+                    stale.append(receipt)
+            self.state.lost(stale)
+
+    def _record(self, record: Record) -> None:
+        """Logs are stored already; now the record, then the counters, then the delete."""
+        try:
+            wrote = self._store_record(record)
+        except BackendError as exc:
+            _warn(f"storing the result of chunk {record.chunk} failed, trying again: {exc}")
+            self.unrecorded.append((time.monotonic() + RECORD_RETRY_S, record))
+            return
+        self.tally["duplicates"] += not wrote
+        self.counters.add(record.job.id, record.result, wrote)
+        try:
+            self.counters.flush(time.monotonic(), self._running)
+        except BackendError as exc:  # the counters are written again later
+            _warn(f"writing the counters failed: {exc}")
+        try:
+            self.queue.delete(record.receipt)
+        finally:
+            self._act(self.state.settled(time.monotonic(), record.receipt))
+
+    def _store_record(self, record: Record) -> bool:
+        full = ChunkRecord(
+            record.job.id,
+            record.chunk,
+            record.result,
+            record.attempts,
+            record.logs,
+            self.worker,
+            time.time(),
+        )
+        return self.store.put_if_absent(layout.result(record.job.id, record.chunk), _pack(full))
+
+    def _retry_records(self) -> None:
+        if not self.unrecorded:
+            return
+        now = time.monotonic()
+        due = [r for at, r in self.unrecorded if at <= now]
+        self.unrecorded = [(at, r) for at, r in self.unrecorded if at > now]
+        for record in due:
+            if record.receipt in self.state.chunks:  # not given up meanwhile
+                self._record(record)
+
+    def _running(self, job: str) -> int:
+        return self.state.running_tasks(job)
+
+    # Chunks that ended.
+
+    def _event(self, event: Done | Crashed) -> None:
+        run = self.state.runs.get(event.work_id)
+        now = time.monotonic()
+        if isinstance(event, Done):
+            logs = self.logs.done(run, event.result) if run is not None else {}
+            self._act(self.state.done(now, event.work_id, event.result, logs))
+            return
+        log = ""
+        if run is not None and event.index in run.indices:
+            start = self.pool.crash_offset(event.work_id)
+            log = self.logs.crashed(run, event.index, start, self._why(run, event))
+        self.logs.discard(event.work_id)
+        crash = {"exitcode": event.exitcode, "signal": event.signal, "log": log}
+        self._act(self.state.crashed(now, event.work_id, event.index, event.reason, **crash))
+
+    def _why(self, run: Run, event: Crashed) -> str:
+        if self.state.kills.get(event.work_id) == event.index:
+            return f"ran longer than its timeout of {run.job.timeout:g} s and was stopped"
+        return f"crashed: {event.reason}"
+
+    # Stopping, heartbeats, leaving.
+
+    def _check_stop(self) -> None:
+        event = self.stop_event
+        asked = self.signals + (1 if event is not None and event.is_set() else 0)
+        if asked > self.stops_seen:
+            self.stops_seen = asked
+            now = time.monotonic()
+            self._act(self.state.stop(now, force=asked > 1))
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        try:
+            self.counters.flush(now, self._running)
+        except BackendError as exc:
+            _warn(f"writing the counters failed: {exc}")
+        if now >= self.node_due:
+            self.node_due = now + NODE_EVERY_S
+            self._write_node("running")
+
+    def _write_node(self, state: str) -> None:
+        node = {
+            "worker": self.worker,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slots": self.config.slots,
+            "busy": self.pool.workers - self.pool.idle() if state == "running" else 0,
+            "jobs": sorted(self.counters.jobs),
+            "state": state,
+            "started": time.time() - (time.monotonic() - self.started),
+            "updated": time.time(),
+            **self.counters.totals(),
+        }
+        try:
+            self.store.put(layout.node(self.worker), json.dumps(node).encode())
+        except BackendError as exc:
+            _warn(f"writing the heartbeat failed: {exc}")
+
+    def _leave(self) -> None:
+        """Release whatever is still held; write the last counters and heartbeat."""
+        held = self.state.held()
+        if held:
+            try:
+                self.tally["released"] += sum(self.queue.release(list(held)))
+            except BackendError as exc:
+                _warn(f"releasing {len(held)} message(s) failed: {exc}")
+        try:
+            self.counters.flush(time.monotonic(), lambda job: 0, force=True)
+        except BackendError as exc:
+            _warn(f"writing the counters failed: {exc}")
+        self._write_node("stopped")
+
+    def _summary(self) -> WorkerSummary:
+        totals = self.counters.totals()
+        return WorkerSummary(
+            self.worker,
+            self.state.exited or "stopped",
+            totals["chunks"],
+            totals["done"],
+            totals["failed"],
+            seconds=time.monotonic() - self.started,
+            **self.tally,
+        )
+
+
+class _signals:  # noqa: N801 - a context manager used like a function
+    """SIGTERM and SIGINT ask the loop to stop (in the main thread only)."""
+
+    def __init__(self, loop: _Loop) -> None:
+        self.loop, self.saved = loop, {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.saved[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.loop.signals += 1
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def _pack(record: ChunkRecord) -> bytes:
+    try:
+        return pickle.dumps(record, protocol=5)
+    except Exception:  # values that only cloudpickle can write
+        return dumps(record)
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"cheerful worker: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,430 @@
+"""The durable worker's decisions, as a pure state machine: events in, actions out.
+
+The I/O loop (:mod:`cheerful.worker.loop`) feeds :class:`WorkerState` with what happened
+(messages received with the facts it looked up, a chunk done or crashed, the clock
+ticked, a stop was asked) and carries out the actions it returns. Nothing here reads a
+clock, a queue or a store: time arrives as ``now`` (monotonic seconds), so tests drive a
+worker through hours in microseconds.
+
+What it decides:
+
+- which received message runs, and which is dead-lettered (malformed, unknown job, task
+  out of range), deleted (job cancelled, result already stored) or released (another
+  job's, when the worker serves one job);
+- which tasks run on which free slot: a chunk first, then its retries and the tasks a
+  crash interrupted;
+- per task: a raise, a crash or a timeout is one failed attempt; a task is tried up to
+  ``retries + 1`` times; a crash pinned on a task re-runs the chunk's other tasks without
+  counting an attempt for them;
+- heartbeats (one batched extend every ``visibility / 3``), timeouts (kill the slot),
+  recording a finished chunk, a graceful stop (release work not started, let running
+  chunks finish within ``grace``, then release them too) and leaving when idle.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import TaskTimeout
+from ..messages import ChunkMessage
+from ..serialize import dumps
+from ..task import ChunkResult, ErrorInfo
+from .events import (
+    Action,
+    Config,
+    DeadLetter,
+    Delete,
+    Delivery,
+    Exit,
+    Extend,
+    JobSpec,
+    Kill,
+    Record,
+    Release,
+    Run,
+)
+
+__all__ = [
+    "Action",
+    "Config",
+    "DeadLetter",
+    "Delete",
+    "Delivery",
+    "Exit",
+    "Extend",
+    "JobSpec",
+    "Kill",
+    "Record",
+    "Release",
+    "Run",
+    "WorkerState",
+]
+
+MAX_START_CRASHES = 3
+"""Deaths of a slot before its first task, per chunk, before the first task is blamed."""
+FOREIGN_PAUSE = (1.0, 10.0)
+"""Pause before receiving again when other jobs' messages come round again: first, longest."""
+FOREIGN_REMEMBERED = 100_000
+"""Other jobs' messages remembered between two pauses."""
+
+
+# --- the state --------------------------------------------------------------------------
+
+
+@dataclass
+class _Chunk:
+    """A held message and the progress of its tasks."""
+
+    receipt: str
+    message: ChunkMessage
+    job: JobSpec
+    inputs: bytes
+    values: dict[int, Any] = field(default_factory=dict)
+    errors: dict[int, ErrorInfo] = field(default_factory=dict)
+    attempts: dict[int, int] = field(default_factory=dict)
+    logs: dict[int, str] = field(default_factory=dict)
+    todo: deque[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=deque)
+    runs: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+    started: bool = False
+    recording: bool = False
+    lost: bool = False
+    start_crashes: int = 0
+
+
+class WorkerState:
+    """Everything a worker holds and decides; see the module docstring."""
+
+    def __init__(self, config: Config, now: float) -> None:
+        self.config = config
+        self.chunks: dict[str, _Chunk] = {}  # by receipt, in arrival order
+        self.runs: dict[int, Run] = {}
+        self.kills: dict[int, int | None] = {}  # work_id -> the index that overran
+        self.stopping_since: float | None = None
+        self.exited: str | None = None
+        self._ids = itertools.count(1)
+        self._last_extend = now
+        self._idle_since: float | None = None  # set by the first receive that finds nothing
+        self._pause_until = now
+        self._foreign_pause = FOREIGN_PAUSE[0]
+        self._foreign_seen: set[tuple[str, int]] = set()
+
+    # Queries.
+
+    def wants(self, now: float) -> int:
+        """How many messages to receive now (0 while stopping or pausing)."""
+        if self.stopping_since is not None or self.exited or now < self._pause_until:
+            return 0
+        return max(0, self.config.slots + self.config.prefetch - len(self.chunks))
+
+    def running_tasks(self, job: str) -> int:
+        """Tasks of ``job`` in chunks that started and are not recorded yet."""
+        return sum(
+            len(c.message.indices)
+            for c in self.chunks.values()
+            if c.job.id == job and c.started and not c.recording
+        )
+
+    def held(self) -> tuple[str, ...]:
+        """Receipts of every message held now."""
+        return tuple(self.chunks)
+
+    # Events.
+
+    def received(self, now: float, deliveries: list[Delivery]) -> list[Action]:
+        """Messages came back from a receive (an empty list: the queue had none)."""
+        actions: list[Action] = []
+        accepted, foreign = 0, []
+        for delivery in deliveries:
+            verdict = self._verdict(delivery)
+            if verdict is None:
+                self._accept(delivery)
+                accepted += 1
+            else:
+                if isinstance(verdict, Release):
+                    foreign.append(delivery.message)
+                actions.append(verdict)
+        if accepted:
+            self._idle_since = None
+            self._foreign_pause = FOREIGN_PAUSE[0]
+            self._foreign_seen.clear()
+        elif foreign and len(foreign) == len(deliveries):
+            self._pause_for(now, foreign)
+        if not self.chunks and self._idle_since is None:
+            self._idle_since = now
+        return actions + self._dispatch()
+
+    def done(
+        self, now: float, work_id: int, result: ChunkResult, logs: Mapping[int, str]
+    ) -> list[Action]:
+        """Run ``work_id`` finished: ``result`` has its values and errors, ``logs`` the store
+        key of each task's log of this attempt."""
+        run = self.runs.pop(work_id, None)
+        self.kills.pop(work_id, None)
+        if run is None or self.exited:
+            return []
+        chunk = self.chunks[run.receipt]
+        chunk.runs.discard(work_id)
+        chunk.seconds += result.seconds
+        values = dict(zip(result.indices, result.values, strict=True))
+        retry = []
+        for index, attempt in zip(run.indices, run.attempts, strict=True):
+            chunk.attempts[index] = attempt
+            _note_log(chunk, index, logs.get(index, ""))
+            error = result.errors.get(index) if index in values else _missing(index)
+            if error is None:
+                chunk.values[index] = values[index]
+                chunk.errors.pop(index, None)
+            elif self._failed(chunk, index, attempt, error):
+                retry.append((index, attempt + 1))
+        if retry:
+            chunk.todo.append(_unzip(retry))
+        return self._progress(chunk)
+
+    def crashed(
+        self,
+        now: float,
+        work_id: int,
+        index: int | None,
+        reason: str,
+        *,
+        exitcode: int | None = None,
+        signal: str | None = None,
+        log: str = "",
+    ) -> list[Action]:
+        """The slot running ``work_id`` died while running task ``index`` (None: before
+        its first task). ``log`` is the store key of that task's log, if one was kept."""
+        run = self.runs.pop(work_id, None)
+        overran = self.kills.pop(work_id, None)
+        if run is None or self.exited:
+            return []
+        chunk = self.chunks[run.receipt]
+        chunk.runs.discard(work_id)
+        attempts = dict(zip(run.indices, run.attempts, strict=True))
+        blamed = self._blame(chunk, run, index if index in attempts else None, overran)
+        others = tuple(i for i in run.indices if i != blamed)
+        if others:
+            chunk.todo.append((others, tuple(attempts[i] for i in others)))
+        if blamed is not None:
+            attempt = attempts[blamed]
+            chunk.attempts[blamed] = attempt
+            _note_log(chunk, blamed, log)
+            if overran == blamed:
+                error = _timeout_error(blamed, run.job)
+            else:
+                error = _crash_error(blamed, reason, exitcode, signal)
+            if self._failed(chunk, blamed, attempt, error):
+                chunk.todo.append(((blamed,), (attempt + 1,)))
+        return self._progress(chunk)
+
+    def settled(self, now: float, receipt: str) -> list[Action]:
+        """The loop stored the record of ``receipt``'s chunk and deleted the message."""
+        self.chunks.pop(receipt, None)
+        return self._maybe_exit(now)
+
+    def lost(self, receipts: list[str]) -> None:
+        """Heartbeats found these receipts stale: another worker holds the message now.
+        The chunk goes on (its result is still written first-wins) but is no longer
+        extended."""
+        for receipt in receipts:
+            if receipt in self.chunks:
+                self.chunks[receipt].lost = True
+
+    def tick(
+        self, now: float, running: Mapping[int, tuple[int, float]] | None = None
+    ) -> list[Action]:
+        """Time passed. ``running`` maps each busy run to (task index, when it started,
+        on the same clock as ``now``)."""
+        if self.exited:
+            return []
+        actions: list[Action] = []
+        if self.stopping_since is not None and now >= self.stopping_since + self.config.grace:
+            return self._give_up("grace expired")
+        if now >= self._last_extend + self.config.heartbeat:
+            self._last_extend = now
+            receipts = tuple(r for r, c in self.chunks.items() if not c.lost)
+            if receipts:
+                actions.append(Extend(receipts, self.config.visibility))
+        actions += self._overdue(now, running or {})
+        actions += self._maybe_exit(now)
+        return actions
+
+    def stop(self, now: float, *, force: bool = False) -> list[Action]:
+        """Stop taking work: release what has not started; running chunks get ``grace``
+        seconds (none with ``force``, or on a second stop)."""
+        if self.exited:
+            return []
+        if force or self.stopping_since is not None:
+            return self._give_up("grace expired")
+        self.stopping_since = now
+        waiting = [r for r, c in self.chunks.items() if not c.started]
+        for receipt in waiting:
+            del self.chunks[receipt]
+        actions: list[Action] = [Release(tuple(waiting), "worker stopping")] if waiting else []
+        return actions + self._maybe_exit(now)
+
+    # Decisions.
+
+    def _verdict(self, d: Delivery) -> Action | None:
+        m = d.message
+        if m is None:
+            return DeadLetter(d.receipt, f"malformed message: {d.problem or 'cannot decode'}")
+        if d.job is None:
+            why = f": {d.problem}" if d.problem else " (no manifest)"
+            return DeadLetter(d.receipt, f"job {m.job!r} not found{why}")
+        if d.cancelled:
+            return Delete((d.receipt,), "job cancelled")
+        if self.config.job is not None and m.job != self.config.job:
+            return Release((d.receipt,), "another job's message")
+        if any(i >= d.job.tasks for i in m.indices) or len(set(m.indices)) != len(m.indices):
+            return DeadLetter(
+                d.receipt,
+                f"malformed message: task indices out of range 0..{d.job.tasks - 1} or repeated",
+            )
+        if d.recorded:
+            return Delete((d.receipt,), "result already stored")
+        return None
+
+    def _blame(self, chunk: _Chunk, run: Run, index: int | None, overran: int | None):
+        """The task a crash is pinned on, or None when no task is to blame."""
+        if overran is not None:  # this worker killed it: the overrunning task, if still on
+            return index if index == overran else None
+        if index is None:
+            chunk.start_crashes += 1
+            if chunk.start_crashes >= MAX_START_CRASHES:
+                return run.indices[0]
+        return index
+
+    def _pause_for(self, now: float, foreign: list) -> None:
+        """Only other jobs' messages came: go on through ones not seen yet, but pause (ever
+        longer) when they come round again, so that each is taken at most once a pause
+        (a message taken ``max_receives`` times goes to the dead letters)."""
+        keys = {(m.job, m.chunk) for m in foreign}
+        if keys - self._foreign_seen and len(self._foreign_seen) < FOREIGN_REMEMBERED:
+            self._foreign_seen |= keys
+            return
+        self._foreign_seen = keys
+        self._pause_until = now + self._foreign_pause
+        self._foreign_pause = min(self._foreign_pause * 2, FOREIGN_PAUSE[1])
+
+    def _accept(self, d: Delivery) -> None:
+        assert d.message is not None and d.job is not None
+        chunk = _Chunk(d.receipt, d.message, d.job, d.inputs)
+        indices = tuple(d.message.indices)
+        chunk.todo.append((indices, (1,) * len(indices)))
+        self.chunks[d.receipt] = chunk
+
+    def _failed(self, chunk: _Chunk, index: int, attempt: int, error: ErrorInfo) -> bool:
+        """Note a failed attempt; True when the task gets another one."""
+        chunk.values.pop(index, None)
+        chunk.errors[index] = error
+        return attempt <= chunk.job.retries
+
+    def _progress(self, chunk: _Chunk) -> list[Action]:
+        actions = self._dispatch()
+        if not chunk.todo and not chunk.runs and not chunk.recording:
+            chunk.recording = True
+            actions.append(self._record(chunk))
+        return actions
+
+    def _dispatch(self) -> list[Action]:
+        """Give free slots the waiting runs, oldest chunk first."""
+        actions: list[Action] = []
+        for chunk in self.chunks.values():
+            while chunk.todo and len(self.runs) < self.config.slots:
+                if self.stopping_since is not None and not chunk.started:
+                    break
+                indices, attempts = chunk.todo.popleft()
+                run = Run(
+                    next(self._ids),
+                    chunk.receipt,
+                    chunk.job,
+                    chunk.message,
+                    chunk.inputs,
+                    indices,
+                    attempts,
+                )
+                self.runs[run.work_id] = run
+                chunk.runs.add(run.work_id)
+                chunk.started = True
+                actions.append(run)
+        return actions
+
+    def _record(self, chunk: _Chunk) -> Record:
+        indices = tuple(chunk.message.indices)
+        values = [chunk.values.get(i) for i in indices]
+        errors = {i: chunk.errors[i] for i in indices if i in chunk.errors}
+        result = ChunkResult(indices, values, errors, chunk.seconds)
+        attempts = {i: a for i, a in chunk.attempts.items() if a != 1}
+        return Record(
+            chunk.receipt, chunk.job, chunk.message.chunk, result, attempts, dict(chunk.logs)
+        )
+
+    def _overdue(self, now: float, running: Mapping[int, tuple[int, float]]) -> list[Action]:
+        actions: list[Action] = []
+        for work_id, (index, started) in running.items():
+            run = self.runs.get(work_id)
+            timeout = run.job.timeout if run is not None else None
+            if timeout and work_id not in self.kills and now - started > timeout:
+                self.kills[work_id] = index
+                actions.append(Kill(work_id, f"task {index} ran longer than {timeout:g} s"))
+        return actions
+
+    def _maybe_exit(self, now: float) -> list[Action]:
+        if self.exited or self.chunks:
+            return []
+        if self.stopping_since is not None:
+            return self._exit("stopped")
+        idle, since = self.config.idle_exit, self._idle_since
+        if idle is not None and since is not None and now - since >= idle:
+            return self._exit("idle")
+        return []
+
+    def _give_up(self, reason: str) -> list[Action]:
+        """Time is up: kill what runs, release every held message, leave."""
+        actions: list[Action] = [Kill(w, reason) for w in self.runs]
+        receipts = tuple(self.chunks)
+        if receipts:
+            actions.append(Release(receipts, reason))
+        self.chunks.clear()
+        self.runs.clear()
+        return actions + self._exit(reason)
+
+    def _exit(self, reason: str) -> list[Action]:
+        self.exited = reason
+        return [Exit(reason)]
+
+
+def _note_log(chunk: _Chunk, index: int, key: str) -> None:
+    """The record names the log of a task's last attempt; none if that one was silent."""
+    if key:
+        chunk.logs[index] = key
+    else:
+        chunk.logs.pop(index, None)
+
+
+def _unzip(pairs: list[tuple[int, int]]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return tuple(i for i, _ in pairs), tuple(a for _, a in pairs)
+
+
+def _missing(index: int) -> ErrorInfo:
+    message = f"task {index}: the worker's slot sent back no outcome for it"
+    return ErrorInfo("cheerful.errors.TaskError", message, message + "\n")
+
+
+def _crash_error(index: int, reason: str, exitcode: int | None, signal: str | None) -> ErrorInfo:
+    """A task whose process died under it (as :func:`cheerful.scheduler.crash_result`)."""
+    message = f"task {index} crashed: {reason}"
+    crash = {"exitcode": exitcode, "signal": signal}
+    return ErrorInfo("cheerful.errors.WorkerCrashed", message, message + "\n", b"", crash)
+
+
+def _timeout_error(index: int, job: JobSpec) -> ErrorInfo:
+    message = f"task {index} ran longer than its timeout of {job.timeout:g} s and was stopped"
+    return ErrorInfo.from_exception(
+        TaskTimeout(message, index=index, type_name="TaskTimeout"), dumps
+    )

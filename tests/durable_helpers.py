@@ -1,0 +1,105 @@
+"""A stand-in worker for the job-side tests: ``drain(backend)`` (tests only, not the product).
+
+It does in this process, one task at a time, what ``docs/durable.md`` says a worker does
+with each message: decode it (malformed -> dead letter), skip it when the job is unknown
+(dead letter), cancelled or already has a result (delete), run every task with
+:func:`cheerful.runner.run_chunk` (same seeds as ``cf.map``), retry a raising task up to
+the manifest's ``retries`` more times, put each attempt's output (and traceback) at
+``logs/<task>.<attempt>`` when there is any, store the ``ChunkRecord`` with
+``put_if_absent``, THEN add to its counters ``status/<worker>.json``, THEN delete the
+message. End-to-end tests with the real worker (``cheerful.worker``) replace it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+
+from cheerful import layout
+from cheerful.backends import Backend
+from cheerful.errors import ObjectNotFound
+from cheerful.job import cancelled_key
+from cheerful.messages import ChunkMessage, ChunkRecord, MalformedMessage
+from cheerful.runner import run_chunk
+from cheerful.serialize import dumps, loads
+from cheerful.task import Chunk, ChunkResult
+
+__all__ = ["drain"]
+
+
+def drain(backend: Backend, *, worker: str = "fake-worker") -> int:
+    """Run every message of ``backend``'s queue until none is visible; return how many
+    chunks ran (skipped and dead-lettered messages do not count)."""
+    ran = 0
+    while True:
+        messages = backend.queue.receive(10, wait_s=0.0, visibility_s=300.0)
+        if not messages:
+            return ran
+        for message in messages:
+            ran += _handle(backend, message.body, message.receipt, worker)
+
+
+def _handle(backend: Backend, body: bytes, receipt: str, worker: str) -> int:
+    store, queue = backend.store, backend.queue
+    try:
+        message = ChunkMessage.decode(body)
+    except MalformedMessage as exc:
+        queue.dead_letter(receipt, f"malformed message: {exc}")
+        return 0
+    job = message.job
+    try:
+        manifest = json.loads(store.get(layout.manifest(job)))
+    except ObjectNotFound:
+        queue.dead_letter(receipt, "job not found")
+        return 0
+    if store.exists(cancelled_key(job)) or store.exists(layout.result(job, message.chunk)):
+        queue.delete(receipt)
+        return 0
+    fn = loads(store.get(layout.code(job)))
+    items = loads(message.inputs if message.spill is None else store.get(message.spill))
+    record = _run(store, manifest, message, fn, items, worker)
+    if store.put_if_absent(layout.result(job, message.chunk), dumps(record)):
+        _count(store, job, worker, record.result)
+    queue.delete(receipt)
+    return 1
+
+
+def _run(store, manifest: dict, message: ChunkMessage, fn, items, worker: str) -> ChunkRecord:
+    values, errors, attempts, logs = [], {}, {}, {}
+    for index, item in zip(message.indices, items, strict=True):
+        for attempt in range(1, manifest["retries"] + 2):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                chunk = Chunk(index, [item], explicit=(index,))
+                one = run_chunk(fn, chunk, manifest["seed"], restore_rng=True)
+            error = one.errors.get(index)
+            text = out.getvalue() + (error.traceback if error is not None else "")
+            if text:
+                key = layout.log(message.job, index, attempt)
+                store.put(key, text.encode())
+                logs[index] = key
+            else:
+                logs.pop(index, None)
+            if error is None:
+                break
+        attempts[index] = attempt
+        values.append(one.values[0])
+        if error is not None:
+            errors[index] = error
+    result = ChunkResult(message.indices, values, errors)
+    return ChunkRecord(message.job, message.chunk, result, attempts, logs, worker, time.time())
+
+
+def _count(store, job: str, worker: str, result: ChunkResult) -> None:
+    key = layout.status(job, worker)
+    try:
+        counters = json.loads(store.get(key))
+    except ObjectNotFound:
+        counters = {"done": 0, "failed": 0, "running": 0}
+    counters["done"] += len(result) - len(result.errors)
+    counters["failed"] += len(result.errors)
+    counters.update(updated=time.time(), host=os.uname().nodename, pid=os.getpid())
+    store.put(key, json.dumps(counters).encode())

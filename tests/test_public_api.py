@@ -1,0 +1,95 @@
+"""The public surface: exactly these names, each documented; a light import."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import cheerful
+
+EXPECTED = [
+    "BackendError",
+    "BrokenPlan",
+    "CheerfulError",
+    "CommandFailed",
+    "CommandResult",
+    "ConfigError",
+    "Executor",
+    "Failure",
+    "HostUnreachable",
+    "Job",
+    "JobError",
+    "JobFailed",
+    "JobNotFound",
+    "JobStatus",
+    "ObjectNotFound",
+    "Plan",
+    "QueueError",
+    "SerializationError",
+    "StoreError",
+    "TaskError",
+    "TaskFailure",
+    "TaskTimeout",
+    "WaitTimeout",
+    "WorkerCrashed",
+    "__version__",
+    "imap",
+    "jobs",
+    "map",
+    "plan",
+    "processes",
+    "sequential",
+    "starmap",
+    "submit",
+    "submit_command",
+    "submit_script",
+    "task_rng",
+]
+
+
+def test_all_is_exactly_the_expected_names():
+    assert cheerful.__all__ == EXPECTED
+
+
+def test_all_is_sorted_and_every_name_exists():
+    assert cheerful.__all__ == sorted(cheerful.__all__)
+    for name in cheerful.__all__:
+        assert hasattr(cheerful, name), name
+
+
+def test_no_other_public_names_leak():
+    public = {n for n in vars(cheerful) if not n.startswith("_") and not _is_module(n)}
+    assert public <= set(EXPECTED)
+
+
+def _is_module(name: str) -> bool:
+    return inspect.ismodule(getattr(cheerful, name))
+
+
+def test_every_name_has_a_docstring():
+    for name in cheerful.__all__:
+        obj = getattr(cheerful, name)
+        if isinstance(obj, str):
+            continue
+        assert (obj.__doc__ or "").strip(), name
+
+
+def test_version_is_a_string():
+    assert isinstance(cheerful.__version__, str) and cheerful.__version__
+
+
+def test_import_is_light():
+    heavy = "{'rich', 'click', 'boto3', 'sqlite3'}"
+    code = f"import sys, cheerful; print(sorted({heavy} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_command_line_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "cheerful", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout
