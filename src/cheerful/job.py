@@ -305,8 +305,9 @@ class Job:
     def retry_failed(self) -> int:
         """Send the failed and the dead tasks again; return how many tasks were sent.
 
-        Failed tasks go as new chunks numbered after the last one; dead chunks go back to
-        the queue as they were. Their newest outcome then replaces the old one.
+        Failed tasks go as new chunks numbered after the last one (in the job's queue
+        group, as at submit); dead chunks go back to the queue as they were, in their
+        group. Their newest outcome then replaces the old one.
         """
         view = self._view()
         if view.cancelled:

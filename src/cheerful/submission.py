@@ -254,17 +254,19 @@ def send_chunks(
     job: Job, chunks: Iterable[tuple[int, Sequence[int]]], items_of, doing: str
 ) -> None:
     """Store each ``(chunk, indices)``'s inputs (``items_of(indices)``) and send its
-    message, inline when it fits, else naming the stored inputs. On any failure the job is
-    cancelled (workers drop what was sent) and :class:`~cheerful.errors.JobError` says so."""
+    message, inline when it fits, else naming the stored inputs, in the queue group named
+    after the job (a worker serving one job receives from that group only). On any failure
+    the job is cancelled (workers drop what was sent) and
+    :class:`~cheerful.errors.JobError` says so."""
     queue, sent, bodies = job.backend.queue, 0, []
     try:
         for chunk, indices in chunks:
             bodies.append(_message(job, chunk, tuple(indices), items_of(indices)))
             if len(bodies) >= SEND_BATCH:
-                sent += len(queue.send(bodies))
+                sent += len(queue.send(bodies, group=job.id))
                 bodies = []
         if bodies:
-            queue.send(bodies)
+            queue.send(bodies, group=job.id)
     except BaseException as exc:
         job.cancel()
         if not isinstance(exc, Exception):

@@ -8,6 +8,7 @@ an error envelope that can travel between processes even when the exception cann
 from __future__ import annotations
 
 import contextvars
+import os
 import random
 import sys
 import traceback
@@ -77,6 +78,8 @@ class ErrorInfo:
         tb = exc.__traceback__
         for _ in range(skip_frames):
             tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
+        while tb is not None and tb.tb_next is not None and _is_ours(tb):
+            tb = tb.tb_next  # the user's code starts below cheerful's call shims
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         try:
             exc_bytes = dumps(exc)
@@ -131,6 +134,13 @@ class Failure:
 
     def __repr__(self) -> str:
         return f"Failure(index={self.index}, exception={self.exception!r})"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _is_ours(tb) -> bool:
+    return tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
 
 
 def _qualname(tp: type) -> str:

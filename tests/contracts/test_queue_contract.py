@@ -362,6 +362,112 @@ def _send_later(queue: Queue) -> None:
     queue.send([b"from afar"])
 
 
+# Message groups
+
+
+def test_a_group_receives_only_its_own_messages(queue: Queue) -> None:
+    queue.send([b"a1", b"a2"], group="a")
+    queue.send([b"b1"], group="b")
+    queue.send([b"none"])
+    got = queue.receive(10, group="a")
+    assert sorted(m.body for m in got) == [b"a1", b"a2"]
+    assert {m.group for m in got} == {"a"}
+    assert queue.receive(10, group="a") == []
+    assert queue.receive(10, group="c") == []
+    assert [m.body for m in queue.receive(10, group="")] == [b"none"]
+    (b1,) = queue.receive(10)  # every group
+    assert (b1.body, b1.group) == (b"b1", "b")
+
+
+def test_receive_without_a_group_takes_every_group(queue: Queue) -> None:
+    queue.send([b"a"], group="a")
+    queue.send([b"b"], group="b")
+    queue.send([b"plain"])
+    got = receive_all(queue)
+    assert sorted((m.body, m.group) for m in got) == [(b"a", "a"), (b"b", "b"), (b"plain", "")]
+
+
+def test_receives_in_one_group_leave_the_others_counts_alone(queue_factory) -> None:
+    queue = queue_factory.make(max_receives=3)
+    (kept,) = queue.send([b"b"], group="b")
+    queue.send([b"a"], group="a")
+    for count in (1, 2, 3):
+        assert receive_one_of(queue, "a").receive_count == count
+        queue_factory.advance(2)
+    for _ in range(5):  # "a" is spent now: a receive buries it, then finds nothing
+        assert queue.receive(10, visibility_s=1, group="a") == []
+    assert queue.counts(group="a") == QueueCounts(visible=0, in_flight=0, dead=1)
+    assert queue.counts(group="b") == QueueCounts(visible=1, in_flight=0, dead=0)
+    assert queue.counts() == QueueCounts(visible=1, in_flight=0, dead=1)
+    message = receive_one_of(queue, "b")
+    assert (message.id, message.receive_count) == (kept, 1)
+
+
+def test_dead_letters_and_redrive_keep_the_group(queue_factory) -> None:
+    queue = queue_factory.make(max_receives=1)
+    (a,) = queue.send([b"a"], group="a")
+    (b,) = queue.send([b"b"], group="b")
+    receive_all(queue, visibility_s=1)
+    queue_factory.advance(2)
+    assert queue.receive() == []
+    assert sorted((d.id, d.group) for d in queue.dead_letters()) == sorted([(a, "a"), (b, "b")])
+    assert queue.redrive_dead([a]) == 1
+    assert queue.redrive_dead() == 1
+    assert queue.receive(10, group="c") == []
+    (again,) = queue.receive(10, group="a")
+    assert (again.id, again.group, again.receive_count) == (a, "a", 1)
+    message = receive_one_of(queue, "b")
+    assert queue.dead_letter(message.receipt, "bad") is True
+    assert queue.dead_letters() == [DeadLetter(b, b"b", "bad", 1, "b")]
+
+
+def test_long_poll_in_a_group_wakes_for_its_group_only(queue_factory) -> None:
+    queue = queue_factory.make(real_time=True)
+    other = threading.Timer(0.1, queue.send, args=([b"other"],), kwargs={"group": "b"})
+    mine = threading.Timer(0.6, queue.send, args=([b"mine"],), kwargs={"group": "a"})
+    start = time.monotonic()
+    other.start()
+    mine.start()
+    try:
+        got = queue.receive(wait_s=15, group="a")
+    finally:
+        other.join()
+        mine.join()
+    assert [m.body for m in got] == [b"mine"]
+    assert 0.5 <= time.monotonic() - start < GENEROUS_S
+    assert queue.counts(group="b").visible == 1
+    start = time.monotonic()
+    assert queue.receive(wait_s=0.3, group="a") == []  # "b" waits, "a" has nothing
+    assert time.monotonic() - start >= 0.25
+
+
+@pytest.mark.parametrize("group", [None, 7, b"a", "x" * 129])
+def test_send_validates_the_group(queue: Queue, group) -> None:
+    with pytest.raises(ConfigError):
+        queue.send([b"m"], group=group)
+    assert queue.counts() == QueueCounts(0, 0, 0)
+
+
+@pytest.mark.parametrize("group", [7, b"a", "x" * 129])
+def test_receive_and_counts_validate_the_group(queue: Queue, group) -> None:
+    with pytest.raises(ConfigError):
+        queue.receive(group=group)
+    with pytest.raises(ConfigError):
+        queue.counts(group=group)
+
+
+def test_a_group_of_128_characters_is_accepted(queue: Queue) -> None:
+    group = "g" * 128
+    queue.send([b"m"], group=group)
+    assert receive_one_of(queue, group).group == group
+
+
+def receive_one_of(queue: Queue, group: str) -> Message:
+    """Receive exactly one message of ``group``, visible again after 1 s."""
+    (message,) = queue.receive(1, visibility_s=1, group=group)
+    return message
+
+
 # Many processes at once
 
 
@@ -405,3 +511,41 @@ def _send_and_drain(queue: Queue, worker: int, n: int, total: int, deleted, out:
 def _lines(path: Path) -> list[str]:
     text = path.read_text()
     return text.split("\n") if text else []
+
+
+# The embedded queue only: a file made before message groups existed
+
+
+_OLD_SCHEMA = """
+CREATE TABLE messages (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL,
+    visible_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT);
+CREATE INDEX messages_by_visibility ON messages (visible_at);
+CREATE TABLE dead (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
+    reason TEXT NOT NULL, receive_count INTEGER NOT NULL, died_at REAL NOT NULL);
+INSERT INTO messages (id, body, visible_at) VALUES ('old', X'6F6C64', 0);
+INSERT INTO dead (id, body, reason, receive_count, died_at) VALUES ('gone', X'', 'bad', 3, 0);
+"""
+
+
+def test_sqlite_adds_the_group_column_to_an_old_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cheerful.queues.sqlite import SqliteQueue
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_OLD_SCHEMA)
+    db.close()
+    with SqliteQueue(path) as queue, SqliteQueue(path) as again:  # opening twice is fine
+        assert queue.dead_letters() == [DeadLetter("gone", b"", "bad", 3, "")]
+        queue.send([b"new"], group="g")
+        (old,) = again.receive(10, group="")
+        assert (old.id, old.body, old.group) == ("old", b"old", "")
+        assert [m.body for m in queue.receive(10, group="g")] == [b"new"]
+        plan = queue._db().execute(
+            "EXPLAIN QUERY PLAN SELECT seq FROM messages WHERE grp = ? AND visible_at <= ? "
+            "ORDER BY visible_at LIMIT 10",
+            ("g", 0.0),
+        )
+        assert "messages_by_group" in " ".join(str(row) for row in plan)
+        assert queue.integrity_check() == "ok"

@@ -248,18 +248,22 @@ def _worker_main(conn: Connection, marks, position: int, cores: int, inherited) 
     def mark(index: int) -> None:
         marks[position] = index
 
-    while True:
-        try:
-            header = loads(conn.recv_bytes())
-            payload = conn.recv_bytes()
-            buffers = [_recv_buffer(conn, size) for size in header[_SIZES]]
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        conn.send_bytes(_serve(header, payload, buffers, cache, mark))
+    while (received := receive_work(conn)) is not None:
+        conn.send_bytes(_serve(*received, cache, mark))
 
 
 # header fields: work_id, fn_key, fn_bytes, seed, levels, indices, buffer sizes
 _FN_KEY, _FN_BYTES, _SEED, _LEVELS, _INDICES, _SIZES = 1, 2, 3, 4, 5, 6
+
+
+def receive_work(conn: Connection) -> tuple[tuple, bytes, list[bytearray]] | None:
+    """The next chunk sent by :meth:`ProcessPool.send`: header, payload, buffers; None at EOF."""
+    try:
+        header = loads(conn.recv_bytes())
+        payload = conn.recv_bytes()
+        return header, payload, [_recv_buffer(conn, size) for size in header[_SIZES]]
+    except (EOFError, OSError, KeyboardInterrupt):
+        return None
 
 
 def _recv_buffer(conn: Connection, size: int) -> bytearray:

@@ -16,6 +16,15 @@ Every queue keeps the same contract (DESIGN.md, "the queue contract"):
   ``False`` (as SQS, which accepts the call but keeps the message). ``delete`` of an
   already deleted message is a no-op too, so deletes are idempotent.
 - Delivery is at least once: whatever runs a message must be idempotent.
+- Message groups: ``send(bodies, group="X")`` tags the messages with a group (default
+  ``""``); ``receive(..., group="X")`` hands out only messages of that group, while
+  ``group=None`` (the default) receives from every group. Receiving in one group never
+  touches another group's messages (their ``receive_count`` does not move), so a consumer
+  that serves one group cannot push the others' messages to the dead letters. A group is a
+  str of at most :data:`MAX_GROUP_CHARS` characters. Dead letters keep their group and
+  ``redrive_dead`` puts them back in it. ``counts(group=None)`` counts every group, or one.
+  The SQS implementation (not written yet) maps a group to a message attribute plus a
+  queue per group (or a filter on that attribute); the embedded queue keeps a column.
 
 :class:`Queue` owns the validation and the batching (groups of :data:`BATCH_SIZE`, as SQS);
 an implementation overrides the small ``_hooks`` at the bottom. The injected ``clock``
@@ -34,6 +43,7 @@ from cheerful.errors import ConfigError, QueueError
 
 __all__ = [
     "BATCH_SIZE",
+    "MAX_GROUP_CHARS",
     "MAX_MESSAGE_BYTES",
     "MAX_VISIBILITY_S",
     "MAX_WAIT_S",
@@ -52,6 +62,9 @@ MAX_WAIT_S = 20.0
 MAX_VISIBILITY_S = 43200.0
 """The longest visibility timeout: 12 hours (the SQS limit)."""
 
+MAX_GROUP_CHARS = 128
+"""The longest message group name."""
+
 _POLL_FIRST_S = 0.01
 _POLL_MAX_S = 0.05
 
@@ -60,13 +73,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Message:
-    """A received message: its ``id``, its ``body``, the ``receipt`` of this receive, and
-    how many times it has been received, this time included."""
+    """A received message: its ``id``, its ``body``, the ``receipt`` of this receive, how
+    many times it has been received, this time included, and its ``group``."""
 
     id: str
     body: bytes
     receipt: str
     receive_count: int
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,12 +94,14 @@ class QueueCounts:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message in the dead letters: why it is there and how often it had been received."""
+    """A message in the dead letters: why it is there, how often it had been received, and
+    the group it was sent in."""
 
     id: str
     body: bytes
     reason: str
     receive_count: int
+    group: str = ""
 
 
 class Queue(abc.ABC):
@@ -102,22 +118,30 @@ class Queue(abc.ABC):
         self.max_message_bytes = _positive_int("max_message_bytes", max_message_bytes)
         self.clock = clock
 
-    def send(self, bodies: Sequence[bytes]) -> list[str]:
-        """Send ``bodies`` (all checked first, then sent in batches); return their ids."""
+    def send(self, bodies: Sequence[bytes], group: str = "") -> list[str]:
+        """Send ``bodies`` in ``group`` (all checked first, then sent in batches); return
+        their ids."""
+        group = _group(group)
         checked = [self._checked_body(body) for body in _sequence("bodies", bodies)]
-        return [id_ for batch in _batches(checked) for id_ in self._send_batch(batch)]
+        return [id_ for batch in _batches(checked) for id_ in self._send_batch(batch, group)]
 
     def receive(
-        self, max_messages: int = 10, wait_s: float = 0.0, visibility_s: float = 30.0
+        self,
+        max_messages: int = 10,
+        wait_s: float = 0.0,
+        visibility_s: float = 30.0,
+        group: str | None = None,
     ) -> list[Message]:
         """Claim up to ``max_messages`` visible messages for ``visibility_s`` seconds,
-        waiting up to ``wait_s`` seconds for the first one to arrive."""
+        waiting up to ``wait_s`` seconds for the first one to arrive; only messages of
+        ``group`` when given, else of every group."""
         _positive_int("max_messages", max_messages)
         _seconds("wait_s", wait_s, MAX_WAIT_S)
         _seconds("visibility_s", visibility_s, MAX_VISIBILITY_S)
-        got = self._wait_and_claim(min(max_messages, BATCH_SIZE), wait_s, visibility_s)
+        group = None if group is None else _group(group)
+        got = self._wait_and_claim(min(max_messages, BATCH_SIZE), wait_s, visibility_s, group)
         while got and len(got) < max_messages:
-            more = self._claim(min(max_messages - len(got), BATCH_SIZE), visibility_s)
+            more = self._claim(min(max_messages - len(got), BATCH_SIZE), visibility_s, group)
             if not more:
                 break
             got += more
@@ -154,18 +178,19 @@ class Queue(abc.ABC):
         (receipt,) = _receipts(receipt)
         return self._dead_letter(receipt, str(reason))
 
-    def counts(self) -> QueueCounts:
-        """Count the visible, in-flight and dead messages (a message that has used up its
-        receives counts as visible until the next receive moves it to the dead letters)."""
-        return self._counts()
+    def counts(self, group: str | None = None) -> QueueCounts:
+        """Count the visible, in-flight and dead messages, of every group or of ``group``
+        (a message that has used up its receives counts as visible until the next receive
+        moves it to the dead letters)."""
+        return self._counts(None if group is None else _group(group))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, oldest first."""
         return self._dead_letters(_positive_int("limit", limit))
 
     def redrive_dead(self, ids: Sequence[str] | None = None) -> int:
-        """Move dead letters (all, or those with ``ids``) back to the queue with a fresh
-        ``receive_count``; return how many moved."""
+        """Move dead letters (all, or those with ``ids``) back to the queue, each in its
+        group, with a fresh ``receive_count``; return how many moved."""
         return self._redrive(None if ids is None else _receipts(ids))
 
     def purge(self, dead: bool = False) -> None:
@@ -195,13 +220,15 @@ class Queue(abc.ABC):
     def _per_batch(self, items: list[str], call: Callable[[list[str]], list[T]]) -> list[T]:
         return [result for batch in _batches(items) for result in call(batch)]
 
-    def _wait_and_claim(self, n: int, wait_s: float, visibility_s: float) -> list[Message]:
-        """Claim up to ``n`` messages, polling until ``wait_s`` passes; an implementation
-        with a native long poll (SQS) overrides this."""
+    def _wait_and_claim(
+        self, n: int, wait_s: float, visibility_s: float, group: str | None
+    ) -> list[Message]:
+        """Claim up to ``n`` messages (of ``group``, or any), polling until ``wait_s``
+        passes; an implementation with a native long poll (SQS) overrides this."""
         deadline = time.monotonic() + wait_s
         pause = _POLL_FIRST_S
         while True:
-            got = self._claim(n, visibility_s)
+            got = self._claim(n, visibility_s, group)
             left = deadline - time.monotonic()
             if got or left <= 0:
                 return got
@@ -211,13 +238,13 @@ class Queue(abc.ABC):
     # The hooks: each handles at most BATCH_SIZE items, arguments already validated.
 
     @abc.abstractmethod
-    def _send_batch(self, bodies: list[bytes]) -> list[str]:
-        """Store ``bodies`` as visible messages; return their new ids."""
+    def _send_batch(self, bodies: list[bytes], group: str) -> list[str]:
+        """Store ``bodies`` as visible messages of ``group``; return their new ids."""
 
     @abc.abstractmethod
-    def _claim(self, n: int, visibility_s: float) -> list[Message]:
-        """Claim up to ``n`` visible messages at once, without waiting, dead-lettering those
-        received ``max_receives`` times already."""
+    def _claim(self, n: int, visibility_s: float, group: str | None) -> list[Message]:
+        """Claim up to ``n`` visible messages of ``group`` (None: any) at once, without
+        waiting, dead-lettering those received ``max_receives`` times already."""
 
     @abc.abstractmethod
     def _extend_batch(self, receipts: list[str], visibility_s: float) -> list[bool]:
@@ -232,8 +259,8 @@ class Queue(abc.ABC):
         """Move a held message to the dead letters; False if the receipt is stale."""
 
     @abc.abstractmethod
-    def _counts(self) -> QueueCounts:
-        """Count visible, in-flight and dead messages."""
+    def _counts(self, group: str | None) -> QueueCounts:
+        """Count visible, in-flight and dead messages (of ``group``, or all)."""
 
     @abc.abstractmethod
     def _dead_letters(self, limit: int) -> list[DeadLetter]:
@@ -241,7 +268,7 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def _redrive(self, ids: list[str] | None) -> int:
-        """Move dead letters back as fresh messages; return how many moved."""
+        """Move dead letters back as fresh messages of their groups; return how many."""
 
     @abc.abstractmethod
     def _purge(self, dead: bool) -> None:
@@ -269,6 +296,14 @@ def _receipts(receipts: str | Sequence[str]) -> list[str]:
         if not isinstance(receipt, str) or not receipt:
             raise ConfigError(f"a receipt (or id) is a non-empty str, not {receipt!r}")
     return receipts
+
+
+def _group(group: str) -> str:
+    if not isinstance(group, str) or len(group) > MAX_GROUP_CHARS:
+        raise ConfigError(
+            f"a message group is a str of at most {MAX_GROUP_CHARS} characters, not {group!r}"
+        )
+    return group
 
 
 def _positive_int(name: str, value: int) -> int:

@@ -12,7 +12,9 @@ so it can be pickled to, or inherited by, a worker process (a changed ``os.getpi
 a fresh connection). The file must be on a local disk: WAL does not work over NFS.
 
 A receipt is ``"<row>.<token>"``, with a new random token per receive; the row keeps the
-latest receipt, so an older one is recognised as stale.
+latest receipt, so an older one is recognised as stale. A message's group is its ``grp``
+column (indexed with ``visible_at``, so a receive in one group reads that group only); a
+file made before groups existed gets the column on opening, every old message in ``""``.
 """
 
 from __future__ import annotations
@@ -34,41 +36,49 @@ __all__ = ["SqliteQueue"]
 
 BUSY_TIMEOUT_S = 60.0
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
     body BLOB NOT NULL,
     visible_at REAL NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT
+    receipt TEXT,
+    grp TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at);
 CREATE TABLE IF NOT EXISTS dead (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     body BLOB NOT NULL,
     reason TEXT NOT NULL,
     receive_count INTEGER NOT NULL,
-    died_at REAL NOT NULL
+    died_at REAL NOT NULL,
+    grp TEXT NOT NULL DEFAULT ''
 );
 """
-_ANY_VISIBLE = "SELECT 1 FROM messages WHERE visible_at <= ? LIMIT 1"
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at)",
+    "CREATE INDEX IF NOT EXISTS messages_by_group ON messages (grp, visible_at)",
+)
+_ADD_GROUP = "ALTER TABLE {} ADD COLUMN grp TEXT NOT NULL DEFAULT ''"
+_ANY_VISIBLE = "SELECT 1 FROM messages WHERE {}visible_at <= ? LIMIT 1"
 _VISIBLE = (
-    "SELECT seq, id, body, receive_count FROM messages WHERE visible_at <= ? "
+    "SELECT seq, id, body, receive_count, grp FROM messages WHERE {}visible_at <= ? "
     "ORDER BY visible_at LIMIT ?"
 )
+_IN_GROUP = "grp = ? AND "
 _CLAIM = (
     "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ? "
     "WHERE seq = ?"
 )
-_HELD = "SELECT seq, id, body, receive_count FROM messages WHERE seq = ? AND receipt = ?"
-_BURY = "INSERT INTO dead (id, body, reason, receive_count, died_at) VALUES (?, ?, ?, ?, ?)"
+_HELD = "SELECT seq, id, body, receive_count, grp FROM messages WHERE seq = ? AND receipt = ?"
+_BURY = "INSERT INTO dead (id, body, reason, receive_count, died_at, grp) VALUES (?,?,?,?,?,?)"
 _COUNTS = (
-    "SELECT (SELECT count(*) FROM messages WHERE visible_at <= ?), "
-    "(SELECT count(*) FROM messages WHERE visible_at > ?), (SELECT count(*) FROM dead)"
+    "SELECT (SELECT count(*) FROM messages WHERE {0}visible_at <= ?), "
+    "(SELECT count(*) FROM messages WHERE {0}visible_at > ?), "
+    "(SELECT count(*) FROM dead{1})"
 )
-_REDRIVE = "INSERT INTO messages (id, body, visible_at) SELECT id, body, ? FROM dead"
+_REDRIVE = "INSERT INTO messages (id, body, visible_at, grp) SELECT id, body, ?, grp FROM dead"
 
 
 class SqliteQueue(Queue):
@@ -111,23 +121,25 @@ class SqliteQueue(Queue):
 
     # Hooks of Queue.
 
-    def _send_batch(self, bodies: list[bytes]) -> list[str]:
+    def _send_batch(self, bodies: list[bytes], group: str) -> list[str]:
         ids = [uuid.uuid4().hex for _ in bodies]
         now = self.clock()
         with self._write() as db:
             db.executemany(
-                "INSERT INTO messages (id, body, visible_at) VALUES (?, ?, ?)",
-                [(id_, body, now) for id_, body in zip(ids, bodies, strict=True)],
+                "INSERT INTO messages (id, body, visible_at, grp) VALUES (?, ?, ?, ?)",
+                [(id_, body, now, group) for id_, body in zip(ids, bodies, strict=True)],
             )
         return ids
 
-    def _claim(self, n: int, visibility_s: float) -> list[Message]:
+    def _claim(self, n: int, visibility_s: float, group: str | None) -> list[Message]:
         now = self.clock()
+        where, params = ("", ()) if group is None else (_IN_GROUP, (group,))
         with self._translated():  # a cheap read first: idle pollers never take the lock
-            if self._db().execute(_ANY_VISIBLE, (now,)).fetchone() is None:
+            found = self._db().execute(_ANY_VISIBLE.format(where), (*params, now)).fetchone()
+            if found is None:
                 return []
         with self._write() as db:
-            return self._claim_rows(db, n, now, now + visibility_s)
+            return self._claim_rows(db, n, now, now + visibility_s, where, params)
 
     def _extend_batch(self, receipts: list[str], visibility_s: float) -> list[bool]:
         until = self.clock() + visibility_s
@@ -147,13 +159,17 @@ class SqliteQueue(Queue):
                 self._bury(db, [row], lambda _count: reason)
             return row is not None
 
-    def _counts(self) -> QueueCounts:
+    def _counts(self, group: str | None) -> QueueCounts:
         now = self.clock()
+        if group is None:
+            sql, params = _COUNTS.format("", ""), (now, now)
+        else:
+            sql, params = _COUNTS.format(_IN_GROUP, " WHERE grp = ?"), (group, now) * 2 + (group,)
         with self._translated():
-            return QueueCounts(*self._db().execute(_COUNTS, (now, now)).fetchone())
+            return QueueCounts(*self._db().execute(sql, params).fetchone())
 
     def _dead_letters(self, limit: int) -> list[DeadLetter]:
-        sql = "SELECT id, body, reason, receive_count FROM dead ORDER BY seq LIMIT ?"
+        sql = "SELECT id, body, reason, receive_count, grp FROM dead ORDER BY seq LIMIT ?"
         with self._translated():
             return [DeadLetter(*row) for row in self._db().execute(sql, (limit,))]
 
@@ -181,10 +197,12 @@ class SqliteQueue(Queue):
 
     # Claiming and burying, inside a write transaction.
 
-    def _claim_rows(self, db: sqlite3.Connection, n: int, now: float, until: float) -> list:
-        token, claimed = secrets.token_hex(8), []
+    def _claim_rows(
+        self, db: sqlite3.Connection, n: int, now: float, until: float, where: str, params: tuple
+    ) -> list:
+        token, claimed, sql = secrets.token_hex(8), [], _VISIBLE.format(where)
         while len(claimed) < n:
-            rows = db.execute(_VISIBLE, (now, n - len(claimed))).fetchall()
+            rows = db.execute(sql, (*params, now, n - len(claimed))).fetchall()
             fresh = [row for row in rows if row[3] < self.max_receives]
             spent = [row for row in rows if row[3] >= self.max_receives]
             claimed += self._mark(db, fresh, until, token)
@@ -194,7 +212,7 @@ class SqliteQueue(Queue):
         return claimed
 
     def _mark(self, db: sqlite3.Connection, rows: list, until: float, token: str) -> list:
-        held = [Message(id_, body, f"{seq}.{token}", n + 1) for seq, id_, body, n in rows]
+        held = [Message(i, body, f"{seq}.{token}", n + 1, g) for seq, i, body, n, g in rows]
         claims = [(until, m.receipt, row[0]) for m, row in zip(held, rows, strict=True)]
         db.executemany(_CLAIM, claims)
         return held
@@ -203,7 +221,8 @@ class SqliteQueue(Queue):
         if not rows:
             return
         now = self.clock()
-        db.executemany(_BURY, [(id_, body, reason(c), c, now) for _, id_, body, c in rows])
+        buried = [(id_, body, reason(c), c, now, g) for _, id_, body, c, g in rows]
+        db.executemany(_BURY, buried)
         db.executemany("DELETE FROM messages WHERE seq = ?", [(row[0],) for row in rows])
 
     def _redrive_one(self, db: sqlite3.Connection, id_: str, now: float) -> int:
@@ -235,7 +254,14 @@ class SqliteQueue(Queue):
     def _create(self, db: sqlite3.Connection) -> None:
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(_SCHEMA)
+        db.executescript(_TABLES)
+        with self._write() as db:  # add what a file of an older version lacks, once
+            for table in ("messages", "dead"):
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if "grp" not in columns:
+                    db.execute(_ADD_GROUP.format(table))
+            for index in _INDEXES:
+                db.execute(index)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

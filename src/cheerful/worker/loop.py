@@ -94,7 +94,8 @@ def run_worker(
     """Run chunks from ``backend``'s queue until stopped or idle; return what was done.
 
     ``backend`` is a backend URL or an object with ``.queue`` and ``.store``. ``job``
-    serves that job only (others' messages are released); ``slots`` child processes run
+    serves that job only (it receives from the job's queue group, never touching other
+    jobs' messages); ``slots`` child processes run
     chunks (default: the cores this process may use); ``idle_exit`` leaves after that many
     seconds without work; ``visibility`` is how long a received message stays hidden
     (extended every third of it while its chunk runs); on SIGTERM or SIGINT, or when
@@ -214,7 +215,8 @@ class _Loop:
             return
         busy = self.pool.idle() < self.pool.workers
         try:
-            messages = self.queue.receive(want, 0.0 if busy else POLL_S, self.config.visibility)
+            wait = 0.0 if busy else POLL_S
+            messages = self.queue.receive(want, wait, self.config.visibility, self.config.job)
         except BackendError as exc:
             _warn(f"receiving failed, trying again: {exc}")
             time.sleep(POLL_S)

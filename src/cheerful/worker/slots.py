@@ -23,7 +23,14 @@ from typing import Any
 
 from ..errors import SerializationError
 from ..plans.base import Done
-from ..plans.processes import _FN_BYTES, _FN_KEY, _SEED, _SIZES, ProcessPool, shared_array
+from ..plans.processes import (
+    _FN_BYTES,
+    _FN_KEY,
+    _SEED,
+    ProcessPool,
+    receive_work,
+    shared_array,
+)
 from ..runner import run_chunk
 from ..serialize import dumps, loads, loads_oob, pack_result
 from ..task import Chunk, ChunkResult, ErrorInfo
@@ -132,7 +139,7 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
     """A durable slot's loop: receive a packed chunk, run it with its output captured,
     send back a :class:`LoggedResult`, until EOF."""
     from ..plans.base import set_worker_levels
-    from ..plans.processes import _recv_buffer, _settle
+    from ..plans.processes import _settle
 
     _settle(cores, inherited, conn)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides when a slot stops
@@ -141,13 +148,8 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
     _standard_streams()
     log_dir, starts, offsets = capture
     fn_key, fn, problem = "", None, None
-    while True:
-        try:
-            header = loads(conn.recv_bytes())
-            payload = conn.recv_bytes()
-            buffers = [_recv_buffer(conn, size) for size in header[_SIZES]]
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
+    while (received := receive_work(conn)) is not None:
+        header, payload, buffers = received
         work_id, key, fn_bytes, seed = header[0], header[_FN_KEY], header[_FN_BYTES], header[_SEED]
         if key != fn_key or fn_bytes:
             fn_key, fn, problem = key, *_load_function(fn_bytes)

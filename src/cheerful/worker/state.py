@@ -10,7 +10,8 @@ What it decides:
 
 - which received message runs, and which is dead-lettered (malformed, unknown job, task
   out of range), deleted (job cancelled, result already stored) or released (another
-  job's, when the worker serves one job);
+  job's, when the worker serves one job: it receives from that job's queue group, so only
+  a message sent in the wrong group gets here);
 - which tasks run on which free slot: a chunk first, then its retries and the tasks a
   crash interrupted;
 - per task: a raise, a crash or a timeout is one failed attempt; a task is tried up to
@@ -66,10 +67,6 @@ __all__ = [
 
 MAX_START_CRASHES = 3
 """Deaths of a slot before its first task, per chunk, before the first task is blamed."""
-FOREIGN_PAUSE = (1.0, 10.0)
-"""Pause before receiving again when other jobs' messages come round again: first, longest."""
-FOREIGN_REMEMBERED = 100_000
-"""Other jobs' messages remembered between two pauses."""
 
 
 # --- the state --------------------------------------------------------------------------
@@ -109,15 +106,12 @@ class WorkerState:
         self._ids = itertools.count(1)
         self._last_extend = now
         self._idle_since: float | None = None  # set by the first receive that finds nothing
-        self._pause_until = now
-        self._foreign_pause = FOREIGN_PAUSE[0]
-        self._foreign_seen: set[tuple[str, int]] = set()
 
     # Queries.
 
     def wants(self, now: float) -> int:
-        """How many messages to receive now (0 while stopping or pausing)."""
-        if self.stopping_since is not None or self.exited or now < self._pause_until:
+        """How many messages to receive now (0 while stopping)."""
+        if self.stopping_since is not None or self.exited:
             return 0
         return max(0, self.config.slots + self.config.prefetch - len(self.chunks))
 
@@ -138,22 +132,13 @@ class WorkerState:
     def received(self, now: float, deliveries: list[Delivery]) -> list[Action]:
         """Messages came back from a receive (an empty list: the queue had none)."""
         actions: list[Action] = []
-        accepted, foreign = 0, []
         for delivery in deliveries:
             verdict = self._verdict(delivery)
             if verdict is None:
                 self._accept(delivery)
-                accepted += 1
+                self._idle_since = None
             else:
-                if isinstance(verdict, Release):
-                    foreign.append(delivery.message)
                 actions.append(verdict)
-        if accepted:
-            self._idle_since = None
-            self._foreign_pause = FOREIGN_PAUSE[0]
-            self._foreign_seen.clear()
-        elif foreign and len(foreign) == len(deliveries):
-            self._pause_for(now, foreign)
         if not self.chunks and self._idle_since is None:
             self._idle_since = now
         return actions + self._dispatch()
@@ -298,18 +283,6 @@ class WorkerState:
             if chunk.start_crashes >= MAX_START_CRASHES:
                 return run.indices[0]
         return index
-
-    def _pause_for(self, now: float, foreign: list) -> None:
-        """Only other jobs' messages came: go on through ones not seen yet, but pause (ever
-        longer) when they come round again, so that each is taken at most once a pause
-        (a message taken ``max_receives`` times goes to the dead letters)."""
-        keys = {(m.job, m.chunk) for m in foreign}
-        if keys - self._foreign_seen and len(self._foreign_seen) < FOREIGN_REMEMBERED:
-            self._foreign_seen |= keys
-            return
-        self._foreign_seen = keys
-        self._pause_until = now + self._foreign_pause
-        self._foreign_pause = min(self._foreign_pause * 2, FOREIGN_PAUSE[1])
 
     def _accept(self, d: Delivery) -> None:
         assert d.message is not None and d.job is not None
