@@ -431,7 +431,7 @@ def _plain(value: Any) -> Any:
 def logs(job_id, index, backend, attempt) -> None:
     """Print what task INDEX of JOB printed (stdout and stderr)."""
     job = _attach(job_id, backend)
-    text = job.logs(index) if attempt is None else _attempt_log(job, index, attempt)
+    text = job.logs(index, attempt)
     if not text:
         err.print(
             f"task {index} of job {job.id} left no output"
@@ -439,18 +439,6 @@ def logs(job_id, index, backend, attempt) -> None:
         )
         return
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
-def _attempt_log(job, index: int, attempt: int) -> str:
-    from . import layout
-    from .errors import ObjectNotFound
-
-    try:
-        return job.backend.store.get(layout.log(job.id, index, attempt)).decode(
-            "utf-8", errors="replace"
-        )
-    except ObjectNotFound:
-        return ""
 
 
 # --- act -------------------------------------------------------------------------------

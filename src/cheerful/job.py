@@ -63,7 +63,7 @@ def json_bytes(data: dict) -> bytes:
 
 def cancelled_key(job_id: str) -> str:
     """The key whose presence marks a job cancelled (workers delete its messages)."""
-    return f"{layout.job_prefix(job_id)}/cancelled"
+    return layout.cancelled(job_id)
 
 
 @dataclass(frozen=True)
@@ -290,11 +290,14 @@ class Job:
         view = self._view()
         return [view.failure(index) for index in view.failed()]
 
-    def logs(self, index: int) -> str:
-        """What task ``index`` printed (stdout + stderr) in its last attempt; "" if nothing."""
+    def logs(self, index: int, attempt: int | None = None) -> str:
+        """What task ``index`` printed (stdout + stderr): in its last attempt, or in
+        ``attempt`` (1 = the first); "" if nothing."""
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.tasks:
             raise ConfigError(f"task {index} is out of range: the job has {self.tasks} tasks")
-        key = self._log_key(index)
+        if attempt is not None and (not isinstance(attempt, int) or attempt < 1):
+            raise ConfigError(f"attempt must be a whole number from 1, not {attempt!r}")
+        key = self._log_key(index) if attempt is None else layout.log(self.id, index, attempt)
         try:
             return self.backend.store.get(key).decode("utf-8", errors="replace") if key else ""
         except ObjectNotFound:

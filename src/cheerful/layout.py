@@ -35,6 +35,7 @@ __all__ = [
     "ATTEMPT_WIDTH",
     "ID_PATTERN",
     "INDEX_WIDTH",
+    "cancelled",
     "checkpoint",
     "checkpoints_prefix",
     "chunk_of_input_key",
@@ -154,6 +155,11 @@ def checkpoints_prefix(job: str) -> str:
 def checkpoint(job: str, task: int) -> str:
     """The key of the latest checkpoint of task ``task``."""
     return f"{checkpoints_prefix(job)}/{_index(task, 'task')}"
+
+
+def cancelled(job: str) -> str:
+    """The key whose existence says the job was cancelled."""
+    return f"{job_prefix(job)}/cancelled"
 
 
 def status_prefix(job: str) -> str:

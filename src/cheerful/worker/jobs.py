@@ -76,7 +76,7 @@ class JobCache:
         """Whether ``jobs/<job>/cancelled`` exists (a "no" is trusted for a while)."""
         if now < self.not_cancelled_until.get(job, 0.0):
             return False
-        if self.store.exists(f"{layout.job_prefix(job)}/cancelled"):
+        if self.store.exists(layout.cancelled(job)):
             return True
         self.not_cancelled_until[job] = now + CANCEL_CHECK_S
         return False
