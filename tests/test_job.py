@@ -17,6 +17,7 @@ import pytest
 import cheerful as cf
 from cheerful import layout
 from cheerful.backends import local_backend, open_backend
+from cheerful.job import JobStatus
 from cheerful.messages import ChunkMessage
 from cheerful.submission import auto_chunk_size
 from durable_helpers import drain
@@ -484,3 +485,20 @@ def test_command_mode_envs_from_a_file(backend, tmp_path):
     job = cf.submit_command('printf "%s %s" "$WHO" "$N"', envs, backend=backend)
     drain(backend)
     assert [r.stdout for r in job.results()] == ["world 3", "you 1.5"]
+
+
+@pytest.mark.parametrize(
+    ("counts", "state"),
+    [
+        (dict(queued=3), "queued"),
+        (dict(queued=2, running=1), "running"),
+        (dict(queued=2, done=1), "running"),
+        (dict(done=3), "done"),
+        (dict(done=2, failed=1), "failed"),
+        (dict(done=2, dead=1), "failed"),
+        (dict(queued=3, cancelled=True), "cancelled"),
+    ],
+)
+def test_a_job_status_names_its_state_in_one_word(counts, state):
+    fields = dict(total=3, queued=0, running=0, done=0, failed=0, dead=0, cancelled=False)
+    assert JobStatus(**{**fields, **counts}).state == state

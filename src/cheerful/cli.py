@@ -309,7 +309,7 @@ def _print_jobs(backend: str) -> None:
             str(s.done),
             str(s.failed),
             str(s.dead),
-            _state(s),
+            s.state,
         )
     out.print(table)
 
@@ -318,7 +318,7 @@ def _print_job(job, backend: str) -> None:
     s = job.status()
     out.print(
         f"{job.id} ({job.manifest.get('kind')} {job.manifest.get('label', '')}), "
-        f"created {_when(job.created)}: {_state(s)}",
+        f"created {_when(job.created)}: {s.state}",
         style="bold",
     )
     out.print(
@@ -337,15 +337,6 @@ def _print_job(job, backend: str) -> None:
         f"a task's output: {_command('logs', backend, job.id, 'INDEX')}\n"
         f"run them again: {_command('retry', backend, job.id)}"
     )
-
-
-def _state(s) -> str:
-    """One word for a job's state, from its counts."""
-    if s.cancelled:
-        return "cancelled"
-    if s.finished:
-        return "failed" if s.failed or s.dead else "done"
-    return "running" if s.running or s.done or s.failed else "queued"
 
 
 def _when(timestamp: float) -> str:

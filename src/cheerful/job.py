@@ -84,6 +84,16 @@ class JobStatus:
         """True when every task is done, failed or dead."""
         return self.done + self.failed + self.dead >= self.total
 
+    @property
+    def state(self) -> str:
+        """One word: "queued", "running", "done", "failed" (some failed or dead) or
+        "cancelled"."""
+        if self.cancelled:
+            return "cancelled"
+        if self.finished:
+            return "failed" if self.failed or self.dead else "done"
+        return "running" if self.running or self.done or self.failed else "queued"
+
     def __str__(self) -> str:
         state = " (cancelled)" if self.cancelled else ""
         return (
