@@ -10,7 +10,7 @@ from cheerful.errors import TaskTimeout
 from cheerful.messages import ChunkMessage
 from cheerful.serialize import dumps, rebuild_exception
 from cheerful.task import ChunkResult, ErrorInfo
-from cheerful.worker.state import (
+from cheerful.worker.events import (
     Config,
     DeadLetter,
     Delete,
@@ -22,8 +22,8 @@ from cheerful.worker.state import (
     Record,
     Release,
     Run,
-    WorkerState,
 )
+from cheerful.worker.state import WorkerState
 
 JOB = JobSpec("job-1", tasks=100, seed=7, retries=2)
 

@@ -23,9 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, SerializationError
-from .plans.base import Crashed, Done, Plan, Pool, Work, current_levels, owned_cores
+from .plans.base import (
+    MAX_START_CRASHES,
+    Crashed,
+    Done,
+    Plan,
+    Pool,
+    Work,
+    current_levels,
+    owned_cores,
+)
 from .runner import run_chunk
-from .scheduler import MAX_START_CRASHES, crash_result
+from .scheduler import crash_result
 from .serialize import check_items, dumps, rebuild_exception
 from .task import Chunk, Outcome
 

@@ -121,15 +121,9 @@ def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
     chosen = plan if plan is not None else levels[0]
     if not isinstance(chosen, Plan):
         raise ConfigError(f"plan must be a plan such as cf.processes(), not {chosen!r}")
-    chunks = run_chunks(
+    return run_chunks(
         fn, items, plan=chosen, inner=levels[1:], star=star, chunk_size=chunk_size, seed=seed
     )
-    return _closable(chunks)
-
-
-def _closable(chunks: Iterator[ChunkResult]) -> Iterator[ChunkResult]:
-    """A generator over ``chunks``: closing it closes them (even a plain iterator)."""
-    yield from chunks
 
 
 def _value(outcome: Outcome, errors: Errors) -> Any:

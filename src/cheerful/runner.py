@@ -46,7 +46,7 @@ def run_chunk(
                 if isinstance(exc, KeyboardInterrupt) and _ctrl_c_reaches_here():
                     raise  # Ctrl-C in the caller's process stops the run, not one task
                 values.append(None)
-                errors[index] = ErrorInfo.from_exception(exc, dumps, skip_frames=1)
+                errors[index] = ErrorInfo.from_exception(exc, dumps)
     return ChunkResult(chunk.indices, values, errors, time.perf_counter() - started)
 
 

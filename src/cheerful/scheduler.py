@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .chunking import Chunker
-from .plans.base import Crashed, Done, Plan, Pool, Work, owned_cores
+from .plans.base import MAX_START_CRASHES, Crashed, Done, Plan, Pool, Work, owned_cores
 from .serialize import check_function, check_items
 from .task import Chunk, ChunkResult, ErrorInfo
 
@@ -26,7 +26,6 @@ __all__ = ["crash_result", "open_pool", "release_pools", "run_chunks"]
 _ids = itertools.count()
 _pools_lock = threading.Lock()
 _idle_pools: dict[Plan, Pool] = {}
-MAX_START_CRASHES = 3
 
 
 @contextmanager
@@ -91,7 +90,7 @@ def run_chunks(
     :class:`~cheerful.errors.SerializationError` at once.
     """
     if not items:
-        return iter(())
+        return _no_chunks()
     if plan.in_process:
         fn_bytes, item_bytes = b"", 0.0
     else:
@@ -99,6 +98,11 @@ def run_chunks(
         item_bytes = check_items(items) / len(items)
     spec = _Spec(fn, fn_bytes, f"{uuid.uuid4().hex}", items, star, seed, tuple(inner))
     return _drive(plan, spec, chunk_size, item_bytes)
+
+
+def _no_chunks() -> Iterator[ChunkResult]:
+    """An empty generator: like every result of :func:`run_chunks`, it can be closed."""
+    yield from ()
 
 
 class _Spec:

@@ -68,16 +68,12 @@ class ErrorInfo:
     crash: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_exception(
-        cls, exc: BaseException, dumps: Callable[[Any], bytes], *, skip_frames: int = 0
-    ) -> ErrorInfo:
+    def from_exception(cls, exc: BaseException, dumps: Callable[[Any], bytes]) -> ErrorInfo:
         """Capture ``exc`` (with its traceback) and try to pickle it with ``dumps``.
 
-        ``skip_frames`` drops cheerful's own outermost frames from the traceback text.
+        cheerful's own outermost frames are left out of the traceback text.
         """
         tb = exc.__traceback__
-        for _ in range(skip_frames):
-            tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
         while tb is not None and tb.tb_next is not None and _is_ours(tb):
             tb = tb.tb_next  # the user's code starts below cheerful's call shims
         text = "".join(traceback.format_exception(type(exc), exc, tb))
@@ -176,8 +172,8 @@ def _seed_sequence(seed: int, index: int):
 _NUMPY_MISSING = False
 
 
-def _numpy_loaded():
-    """numpy when it can be imported (seeding it needs it loaded), else None."""
+def _numpy():
+    """numpy, imported (seeding it needs it loaded), or None when it is not installed."""
     global _NUMPY_MISSING
     if _NUMPY_MISSING:
         return None
@@ -194,7 +190,7 @@ def _numpy_loaded():
 
 @dataclass
 class TaskContext:
-    """What a running task can ask about itself: its index, seed and plan levels below."""
+    """What a running task can ask about itself: its index and seed (and so its rng)."""
 
     index: int
     seed: int | None = None
@@ -265,13 +261,13 @@ def enter_task(ctx: TaskContext, index: int) -> None:
 
 def _seed_globals(seed: int, index: int) -> None:
     random.seed(python_seed(seed, index))
-    np = _numpy_loaded()
+    np = _numpy()
     if np is not None:
         np.random.seed(_seed_sequence(seed, index).generate_state(8))
 
 
 def _save_rng_states():
-    np = _numpy_loaded()
+    np = _numpy()
     return random.getstate(), (np.random.get_state() if np is not None else None)
 
 

@@ -21,7 +21,21 @@ from typing import Any
 from ..errors import ConfigError
 from ..task import Chunk, ChunkResult
 
-__all__ = ["Crashed", "Done", "Plan", "Pool", "Work", "current_levels", "owned_cores", "plan"]
+__all__ = [
+    "MAX_START_CRASHES",
+    "Crashed",
+    "Done",
+    "Plan",
+    "Pool",
+    "Work",
+    "current_levels",
+    "owned_cores",
+    "plan",
+]
+
+MAX_START_CRASHES = 3
+"""Times a chunk's worker may die before its first task (``Crashed.index`` None) before
+the chunk's first task is blamed; every consumer of :class:`Crashed` uses it."""
 
 
 @dataclass(frozen=True)

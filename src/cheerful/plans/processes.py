@@ -14,7 +14,7 @@ import multiprocessing.util
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
 from ..errors import ConfigError, SerializationError
@@ -77,7 +77,6 @@ class _Slot:
     conn: Connection
     work: Work | None = None
     fn_key: str = ""
-    pending: list = field(default_factory=list)
 
 
 class ProcessPool(Pool):

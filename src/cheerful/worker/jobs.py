@@ -20,7 +20,7 @@ from collections.abc import Callable
 from .. import layout
 from ..errors import ObjectNotFound
 from ..task import ChunkResult
-from .state import JobSpec
+from .events import JobSpec
 
 __all__ = ["CANCEL_CHECK_S", "STATUS_EVERY_S", "Counters", "JobCache", "job_spec"]
 

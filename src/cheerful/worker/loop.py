@@ -29,21 +29,11 @@ from ..messages import ChunkMessage, ChunkRecord, MalformedMessage
 from ..plans.base import Crashed, Done, Work, owned_cores
 from ..queues.base import MAX_VISIBILITY_S, Message
 from ..serialize import dumps
+from .events import Config, DeadLetter, Delete, Delivery, Extend, Kill, Record, Release, Run
 from .jobs import Counters, JobCache
 from .logs import TaskLogs
 from .slots import PackedChunk, SlotPool
-from .state import (
-    Config,
-    DeadLetter,
-    Delete,
-    Delivery,
-    Extend,
-    Kill,
-    Record,
-    Release,
-    Run,
-    WorkerState,
-)
+from .state import WorkerState
 
 __all__ = ["WorkerSummary", "run_worker", "worker_id"]
 

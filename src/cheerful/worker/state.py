@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import TaskTimeout
 from ..messages import ChunkMessage
+from ..plans.base import MAX_START_CRASHES
 from ..serialize import dumps
 from ..task import ChunkResult, ErrorInfo
 from .events import (
@@ -49,24 +50,7 @@ from .events import (
     Run,
 )
 
-__all__ = [
-    "Action",
-    "Config",
-    "DeadLetter",
-    "Delete",
-    "Delivery",
-    "Exit",
-    "Extend",
-    "JobSpec",
-    "Kill",
-    "Record",
-    "Release",
-    "Run",
-    "WorkerState",
-]
-
-MAX_START_CRASHES = 3
-"""Deaths of a slot before its first task, per chunk, before the first task is blamed."""
+__all__ = ["WorkerState"]
 
 
 # --- the state --------------------------------------------------------------------------
