@@ -15,7 +15,7 @@ from .plans.base import Plan, current_levels
 from .progress import reporter
 from .scheduler import run_chunks
 from .serialize import rebuild_exception
-from .task import ChunkResult, Failure, Outcome
+from .task import ChunkResult, Failure, Outcome, as_items
 
 __all__ = ["imap", "map", "starmap"]
 
@@ -54,7 +54,7 @@ def starmap(
     errors: Errors = "raise",
 ) -> list[Any]:
     """``[fn(*args) for args in items]`` in parallel; otherwise as :func:`map`."""
-    tuples = [_as_args(args) for args in _as_list(items)]
+    tuples = [_as_args(args) for args in as_items(items)]
     return _gather(fn, tuples, True, plan, chunk_size, seed, progress, errors, "cf.starmap")
 
 
@@ -72,7 +72,7 @@ def imap(
 
     Stopping the iteration early stops the tasks still running.
     """
-    items = _as_list(items)
+    items = as_items(items)
     _check_errors(errors)
     chunks = _chunks(fn, items, False, plan, chunk_size, seed)
     return _yield_pairs(chunks, len(items), progress, errors)
@@ -87,7 +87,7 @@ def _yield_pairs(chunks, total, progress, errors) -> Iterator[tuple[int, Any]]:
 
 
 def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) -> list[Any]:
-    items = _as_list(items)
+    items = as_items(items)
     _check_errors(errors)
     results: list[Any] = [None] * len(items)
     chunks = _chunks(fn, items, star, plan, chunk_size, seed)
@@ -145,12 +145,3 @@ def _as_args(args: Iterable[Any]) -> tuple:
         return tuple(args)
     except TypeError as exc:
         raise ConfigError(f"starmap needs a tuple of arguments per task, not {args!r}") from exc
-
-
-def _as_list(items: Iterable[Any]) -> list[Any]:
-    if isinstance(items, (str, bytes)):
-        raise ConfigError("items is a string: pass a list of inputs (e.g. list(text))")
-    try:
-        return items if isinstance(items, list) else list(items)
-    except TypeError as exc:
-        raise ConfigError(f"items must be iterable, not {type(items).__name__}") from exc

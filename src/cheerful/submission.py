@@ -28,6 +28,7 @@ from .job import BackendLike, Job, json_bytes
 from .messages import ChunkMessage
 from .modes import CommandTask, ScriptTask
 from .serialize import check_function, check_items, dumps
+from .task import as_items
 
 __all__ = ["auto_chunk_size", "send_chunks", "submit", "submit_command", "submit_script"]
 
@@ -95,7 +96,9 @@ def submit(
     options = _Options(backend, chunk_size, seed, retries, timeout, name)
     if not callable(fn):
         raise ConfigError(f"the first argument must be a function, not {fn!r}")
-    items = _as_list(items)
+    items = as_items(items)
+    if not items:
+        raise ConfigError("items is empty: a job needs at least one task")
     label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return _submit(fn, items, "function", label, options)
 
@@ -164,18 +167,6 @@ def _check_command(cmd: Any) -> str | list[str]:
     if isinstance(cmd, (list, tuple)) and cmd and all(isinstance(a, str) for a in cmd):
         return list(cmd)
     raise ConfigError(f"cmd must be a shell line or a non-empty list of strings, not {cmd!r}")
-
-
-def _as_list(items: Iterable[Any]) -> list[Any]:
-    if isinstance(items, (str, bytes)):
-        raise ConfigError("items is a string: pass a list of inputs (e.g. list(text))")
-    try:
-        items = items if isinstance(items, list) else list(items)
-    except TypeError as exc:
-        raise ConfigError(f"items must be iterable, not {type(items).__name__}") from exc
-    if not items:
-        raise ConfigError("items is empty: a job needs at least one task")
-    return items
 
 
 def auto_chunk_size(tasks: int) -> int:

@@ -12,10 +12,12 @@ import os
 import random
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import ConfigError
 
 __all__ = [
     "Chunk",
@@ -149,6 +151,16 @@ def _safe_str(exc: BaseException) -> str:
         return str(exc)
     except Exception:
         return f"<unprintable {type(exc).__name__}>"
+
+
+def as_items(items: Iterable[Any]) -> list[Any]:
+    """The inputs of a map or a job as a list, or :class:`ConfigError` saying what's wrong."""
+    if isinstance(items, (str, bytes)):
+        raise ConfigError("items is a string: pass a list of inputs (e.g. list(text))")
+    try:
+        return items if isinstance(items, list) else list(items)
+    except TypeError as exc:
+        raise ConfigError(f"items must be iterable, not {type(items).__name__}") from exc
 
 
 # --- seeds ----------------------------------------------------------------------------
