@@ -40,6 +40,7 @@ EXPECTED = [
     "plan",
     "processes",
     "sequential",
+    "ssh",
     "starmap",
     "submit",
     "submit_command",

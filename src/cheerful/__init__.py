@@ -1,7 +1,7 @@
 """cheerful: cheap and cheerful massively parallel batch processing for Python.
 
 ``cf.map(fn, items)`` runs a loop on every local core; ``cf.plan(...)`` chooses where
-tasks run (``sequential()``, ``processes()``, nested levels); ``cf.Executor`` is a
+tasks run (``sequential()``, ``processes()``, ``ssh(hosts)``, nested levels); ``cf.Executor`` is a
 ``concurrent.futures.Executor`` on the same plans. ``cf.submit(fn, items)`` (and
 ``submit_script``, ``submit_command``) makes a durable job: a :class:`Job` to wait for,
 read and retry from any process.
@@ -31,6 +31,7 @@ from .mapping import imap, map, starmap
 from .plans.base import Plan, plan
 from .plans.processes import processes
 from .plans.sequential import sequential
+from .plans.ssh import ssh
 from .task import Failure, task_rng
 
 __version__ = "0.1.0"
@@ -94,6 +95,7 @@ __all__ = [
     "plan",
     "processes",
     "sequential",
+    "ssh",
     "starmap",
     "submit",
     "submit_command",

@@ -22,7 +22,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError, SerializationError
+from .errors import BrokenPlan, ConfigError, SerializationError
 from .plans.base import (
     MAX_START_CRASHES,
     Crashed,
@@ -81,6 +81,7 @@ class Executor(futures.Executor):
         self._pending: deque[_Call] = deque()
         self._counter = itertools.count()
         self._shutdown = False
+        self._broken: Exception | None = None  # why the plan can run nothing more
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe()  # -1 once closed (fd numbers get reused)
         os.set_blocking(self._wake_r, False)
@@ -91,6 +92,8 @@ class Executor(futures.Executor):
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> futures.Future:
         """Schedule ``fn(*args, **kwargs)``; return its future."""
         with self._lock:
+            if self._broken is not None:
+                raise BrokenPlan(f"the executor's plan is broken: {self._broken}")
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             call = _Call(next(self._counter), futures.Future(), fn, args, kwargs)
@@ -163,8 +166,13 @@ class Executor(futures.Executor):
                 os.close(fd)
 
     def _manage(self) -> None:
-        pool = self._plan.open(owned_cores())
         inflight: dict[int, list[_Call]] = {}
+        try:
+            pool = self._plan.open(owned_cores())
+        except Exception as exc:  # e.g. an SSH host cannot be reached: no call can run
+            self._break(exc, inflight)
+            self._close_wakeup()
+            return
         try:
             while True:
                 self._dispatch(pool, inflight)  # may drop cancelled calls: check after it
@@ -173,9 +181,24 @@ class Executor(futures.Executor):
                 for event in pool.wait(None, wakeup=self._wake_r):
                     self._handle(event, inflight.pop(event.work_id))
                 _drain(self._wake_r)
+        except BrokenPlan as exc:  # e.g. every SSH host is lost
+            self._break(exc, inflight)
         finally:
             pool.close(kill=bool(inflight))
             self._close_wakeup()
+
+    def _break(self, exc: Exception, inflight: dict) -> None:
+        """The plan cannot run calls: every queued and running one fails with ``exc``."""
+        with self._lock:
+            self._broken = exc
+            calls = [c for calls in inflight.values() for c in calls] + list(self._pending)
+            self._pending.clear()
+            inflight.clear()
+        for call in calls:
+            if not call.future.done() and (
+                call.running or call.future.set_running_or_notify_cancel()
+            ):
+                call.future.set_exception(exc)
 
     def _keep_going(self, inflight: dict) -> bool:
         with self._lock:

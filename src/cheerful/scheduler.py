@@ -45,6 +45,9 @@ def open_pool(plan: Plan) -> Iterator[Pool]:
 
 
 def _keep(plan: Plan, pool: Pool) -> None:
+    if pool.broken:  # the next map opens a new one (and reconnects)
+        pool.close(kill=True)
+        return
     with _pools_lock:
         spare = plan in _idle_pools
         if not spare:

@@ -78,6 +78,8 @@ class Pool(ABC):
     """Running workers of a plan. Used by one scheduler at a time."""
 
     workers: int
+    broken: bool = False
+    """True once the pool can run nothing more (every SSH host lost): it is not kept."""
 
     @abstractmethod
     def idle(self) -> int:
