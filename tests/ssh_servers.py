@@ -84,9 +84,16 @@ def netns_available() -> str:
 class Sshd:
     """One sshd process, optionally inside a network namespace."""
 
-    def __init__(self, keys: Keys, address: str = "127.0.0.1", port: int | None = None,
-                 netns: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        keys: Keys,
+        address: str = "127.0.0.1",
+        port: int | None = None,
+        netns: str | None = None,
+        cache: Path | None = None,
+    ) -> None:
         self.keys, self.address, self.netns = keys, address, netns
+        self.cache = cache or keys.cache
         self.port = port or _free_port()
         self.dir = keys.root / f"sshd-{address}-{self.port}"
         self.dir.mkdir()
@@ -107,7 +114,7 @@ class Sshd:
                     "PermitRootLogin prohibit-password",
                     "MaxSessions 64",
                     "MaxStartups 100:30:200",
-                    f"SetEnv XDG_CACHE_HOME={keys.cache}",
+                    f"SetEnv XDG_CACHE_HOME={self.cache}",
                 ]
             )
             + "\n"
@@ -157,7 +164,7 @@ def ssh_plan(keys: Keys, hosts: list[str], **options) -> cf.Plan:
 class Netns:
     """A network namespace joined to this one by a veth pair, with sshd inside."""
 
-    def __init__(self, keys: Keys, subnet: int) -> None:
+    def __init__(self, keys: Keys, subnet: int, cache: Path | None = None) -> None:
         tag = f"{os.getpid() % 100000}x{subnet}"
         self.name, self.outside, self.inside = f"cfh{tag}", f"cfo{tag}", f"cfi{tag}"
         self.address = f"10.200.{subnet}.2"
@@ -173,7 +180,7 @@ class Netns:
                 ("link", "set", "lo", "up"),
             ):
                 _ip("netns", "exec", self.name, "ip", *args)
-            self.sshd = Sshd(keys, self.address, 22, netns=self.name)
+            self.sshd = Sshd(keys, self.address, 22, netns=self.name, cache=cache)
         except BaseException:
             self.remove()
             raise
@@ -212,10 +219,37 @@ def remove_safety_route() -> None:
     subprocess.run(["ip", "route", "del", *SAFETY_ROUTE], capture_output=True)
 
 
-def agents(tag: str = "cheerful-") -> list[str]:
-    """Command lines of the cheerful agents running on this machine (any host)."""
-    done = subprocess.run(["pgrep", "-af", "exec(sys.stdin.buffer.read"], capture_output=True)
-    return [line for line in done.stdout.decode().splitlines() if tag in line]
+def remote_processes(address: str = "") -> list[int]:
+    """Pids of cheerful's processes on the hosts (agents and their workers, which are forks
+    of the agent): every host, or the one at ``address`` (as in the processes'
+    SSH_CONNECTION, e.g. ``"10.200.1.2"`` or ``"127.0.0.1 2222"``)."""
+    done = subprocess.run(["pgrep", "-f", "exec.sys.stdin.buffer.read"], capture_output=True)
+    pids = [int(p) for p in done.stdout.split()]
+    return [p for p in pids if p != os.getpid() and address in _ssh_connection(p)]
+
+
+def agents(address: str = "") -> list[int]:
+    """Pids of the agents among :func:`remote_processes` (not forked from another)."""
+    pids = remote_processes(address)
+    return [p for p in pids if _parent(p) not in pids]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _ssh_connection(pid: int) -> str:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    for entry in environ:
+        if entry.startswith(b"SSH_CONNECTION="):
+            return entry.decode()
+    return ""
 
 
 def wait_until(condition, timeout: float = 15.0, step: float = 0.1) -> bool:

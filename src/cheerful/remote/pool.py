@@ -43,6 +43,8 @@ class SshPool(Pool):
         command = plan.remote_command(code.tag, len(code.boot))
         self._links = [Link(h.label, plan.ssh_argv(h, command), plan.python) for h in plan.hosts]
         _open(plan, self._links, code)
+        self.started = {li.label: {**li.info, "cache": li.cache} for li in self._links}
+        """Per host: its Python, cores, agent pid and whether the code was shipped ("cold")."""
         interval, count = plan.alive()
         self._stop = threading.Event()
         beat = threading.Thread(
