@@ -1,6 +1,8 @@
-"""Fixtures shared by the driven-execution tests (cf.map, cf.Executor, plans)."""
+"""Fixtures shared by every test: plans, and the real servers of the backend tests."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -18,3 +20,57 @@ def restore_plan():
 def two() -> cf.Plan:
     """Two local worker processes: parallel even on a 2-core machine; its pool is reused."""
     return cf.processes(2)
+
+
+# Real AWS-compatible servers (tests/servers.py), one per test session.
+
+
+@pytest.fixture(scope="session")
+def aws_env():
+    """Made-up credentials and a region in the environment (inherited by subprocesses)."""
+    from servers import TEST_CREDENTIALS
+
+    saved = {name: os.environ.get(name) for name in TEST_CREDENTIALS}
+    os.environ.update(TEST_CREDENTIALS)
+    try:
+        yield TEST_CREDENTIALS
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def moto_server(aws_env, tmp_path_factory):
+    """A ``moto_server`` on a free loopback port for the whole session."""
+    from servers import MotoServer, ServerUnavailable
+
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.skip(f"moto_server cannot run here: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_server(aws_env, tmp_path_factory):
+    """SeaweedFS (a real S3 implementation) on free loopback ports for the whole session."""
+    from servers import SeaweedServer, ServerUnavailable
+
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.skip(f"SeaweedFS cannot run here: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -8,19 +8,23 @@ A harness makes fresh, empty instances and says how to let time pass for them.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from cheerful.aws import AwsClients
 from cheerful.queues import Queue
 from cheerful.queues.sqlite import SqliteQueue
+from cheerful.queues.sqs import SqsQueue
 from cheerful.stores import Store
 from cheerful.stores.local import LocalStore
+from cheerful.stores.s3 import S3Store
 
-QUEUE_KINDS = ["sqlite"]
-STORE_KINDS = ["local"]
+QUEUE_KINDS = ["sqlite", "sqs"]
+STORE_KINDS = ["local", "s3-moto", "s3-seaweedfs"]
 
 
 class ManualClock:
@@ -50,6 +54,11 @@ class QueueHarness:
     advance: Callable[[float], None]
     check_integrity: Callable[[Queue], None] = lambda queue: None
     made: list[Queue] = field(default_factory=list)
+    exact_receipts: bool = True
+    """The queue tells a stale receipt, or a message already deleted, from a fresh one
+    (SQS does not: it accepts both and reports success)."""
+    many: int = 500
+    """Messages per process in the many-process test (SQS servers slow down with depth)."""
 
     def make(self, *, real_time: bool = False, **options: object) -> Queue:
         """A fresh, empty queue; ``real_time`` for queues shared with other processes."""
@@ -76,7 +85,7 @@ class StoreHarness:
 @pytest.fixture(params=QUEUE_KINDS)
 def queue_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueHarness]:
     """A harness for each queue implementation."""
-    harness = _make_queue_harness(request.param, tmp_path)
+    harness = _make_queue_harness(request.param, request, tmp_path)
     try:
         yield harness
     finally:
@@ -93,7 +102,7 @@ def queue(queue_factory: QueueHarness) -> Queue:
 @pytest.fixture(params=STORE_KINDS)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreHarness]:
     """A harness for each store implementation."""
-    harness = _make_store_harness(request.param, tmp_path)
+    harness = _make_store_harness(request.param, request, tmp_path)
     try:
         yield harness
     finally:
@@ -107,10 +116,10 @@ def store(store_factory: StoreHarness) -> Store:
     return store_factory.make()
 
 
-def _make_queue_harness(kind: str, tmp_path: Path) -> QueueHarness:
+def _make_queue_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> QueueHarness:
+    counter = iter(range(1_000_000))
     if kind == "sqlite":
         clock = ManualClock()
-        counter = iter(range(1_000_000))
 
         def make(real_time: bool, **options: object) -> Queue:
             path = tmp_path / f"queue{next(counter)}.db"
@@ -120,11 +129,37 @@ def _make_queue_harness(kind: str, tmp_path: Path) -> QueueHarness:
             assert queue.integrity_check() == "ok"
 
         return QueueHarness(kind, make, clock.advance, check)
+    if kind == "sqs":
+        server = request.getfixturevalue("moto_server")
+        clients = AwsClients(region="us-east-1", sqs_endpoint=server.endpoint)
+        run = uuid.uuid4().hex[:8]
+
+        def make_sqs(real_time: bool, **options: object) -> Queue:
+            queue = SqsQueue(f"t{run}-{next(counter)}", clients=clients, **options)
+            queue.create()
+            return queue
+
+        def sleep(seconds: float) -> None:  # SQS runs on the server's clock
+            time.sleep(seconds)
+
+        return QueueHarness(kind, make_sqs, sleep, exact_receipts=False, many=40)
     raise ValueError(f"no queue harness for {kind!r}")
 
 
-def _make_store_harness(kind: str, tmp_path: Path) -> StoreHarness:
+def _make_store_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreHarness:
+    counter = iter(range(1_000_000))
     if kind == "local":
-        counter = iter(range(1_000_000))
         return StoreHarness(kind, lambda: LocalStore(tmp_path / f"store{next(counter)}"))
+    if kind.startswith("s3-"):
+        server = request.getfixturevalue(_S3_SERVERS[kind])
+        clients = AwsClients(region="us-east-1", s3_endpoint=server.endpoint)
+        bucket = "contract"
+        S3Store(bucket, clients=clients).create_bucket("us-east-1")
+        run = uuid.uuid4().hex[:8]  # a fresh, empty prefix per store
+        return StoreHarness(
+            kind, lambda: S3Store(bucket, f"t-{run}-{next(counter)}", clients=clients)
+        )
     raise ValueError(f"no store harness for {kind!r}")
+
+
+_S3_SERVERS = {"s3-moto": "moto_server", "s3-seaweedfs": "seaweed_server"}

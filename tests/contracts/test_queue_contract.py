@@ -165,12 +165,14 @@ def test_release_makes_it_visible_at_once(queue: Queue) -> None:
 # Delete and stale receipts
 
 
-def test_delete_removes_and_is_idempotent(queue: Queue) -> None:
+def test_delete_removes_and_is_idempotent(queue_factory) -> None:
+    queue = queue_factory.make()
     queue.send([b"a", b"b"])
     held = receive_all(queue)
     receipts = [m.receipt for m in held]
     assert queue.delete(receipts) == [True, True]
-    assert queue.delete(receipts) == [False, False]
+    again = queue.delete(receipts)  # a no-op; SQS cannot tell that nothing was deleted
+    assert again == [False, False] or not queue_factory.exact_receipts
     assert queue.counts() == QueueCounts(0, 0, 0)
 
 
@@ -182,6 +184,8 @@ def test_delete_more_than_a_batch(queue: Queue) -> None:
 
 
 def test_a_stale_receipt_cannot_touch_the_new_holder_s_claim(queue_factory) -> None:
+    if not queue_factory.exact_receipts:
+        pytest.skip(f"{queue_factory.kind} accepts a stale receipt as a fresh one (as SQS does)")
     queue = queue_factory.make()
     queue.send([b"m"])
     old = receive_one(queue, visibility_s=5)
@@ -246,13 +250,15 @@ def test_spent_messages_do_not_starve_a_receive(queue_factory) -> None:
     assert queue.counts() == QueueCounts(visible=0, in_flight=1, dead=12)
 
 
-def test_dead_letter_now_with_a_reason(queue: Queue) -> None:
+def test_dead_letter_now_with_a_reason(queue_factory) -> None:
+    queue = queue_factory.make()
     (id_,) = queue.send([b"garbage"])
     message = receive_one(queue)
     assert queue.dead_letter(message.receipt, "malformed: not a chunk") is True
     assert queue.counts() == QueueCounts(visible=0, in_flight=0, dead=1)
     assert queue.dead_letters() == [DeadLetter(id_, b"garbage", "malformed: not a chunk", 1)]
-    assert queue.delete([message.receipt]) == [False]
+    assert queue.delete([message.receipt]) == [False] or not queue_factory.exact_receipts
+    assert queue.counts() == QueueCounts(visible=0, in_flight=0, dead=1)
 
 
 def test_dead_letters_limit(queue: Queue) -> None:
@@ -472,7 +478,7 @@ def receive_one_of(queue: Queue, group: str) -> Message:
 
 
 def test_many_processes_each_message_exactly_once(queue_factory, tmp_path: Path) -> None:
-    procs, per_proc = 4, 500
+    procs, per_proc = 4, queue_factory.many
     queue = queue_factory.make(real_time=True)
     queue.counts()  # connect before forking: children must not reuse this connection
     context = multiprocessing.get_context("fork")
@@ -549,3 +555,30 @@ def test_sqlite_adds_the_group_column_to_an_old_file(tmp_path: Path) -> None:
         )
         assert "messages_by_group" in " ".join(str(row) for row in plan)
         assert queue.integrity_check() == "ok"
+
+
+# One group's leftovers (a deleted job)
+
+
+def test_dead_letters_and_redrive_of_one_group(queue: Queue) -> None:
+    queue.send([b"a"], group="a")
+    queue.send([b"b"], group="b")
+    for message in receive_all(queue):
+        queue.dead_letter(message.receipt, "bad")
+    assert [d.body for d in queue.dead_letters(group="a")] == [b"a"]
+    assert queue.redrive_dead(group="b") == 1
+    assert [d.body for d in queue.dead_letters()] == [b"a"]
+    assert [m.body for m in queue.receive(10, group="b")] == [b"b"]
+
+
+def test_delete_group_leaves_the_other_groups(queue: Queue) -> None:
+    queue.send([b"a1", b"a2", b"a3"], group="a")
+    queue.send([b"b"], group="b")
+    held = queue.receive(2, group="a")
+    queue.dead_letter(held[0].receipt, "bad")
+    queue.delete_group("a")
+    assert queue.counts(group="a") == QueueCounts(0, 0, 0)
+    assert queue.counts() == QueueCounts(visible=1, in_flight=0, dead=0)
+    assert queue.receive(10, group="a") == []
+    queue.send([b"again"], group="a")  # the group can be used again
+    assert [m.body for m in queue.receive(10, group="a")] == [b"again"]

@@ -263,3 +263,13 @@ def _check_uniform_or_gone(store: Store, key: str, size: int) -> None:
     except ObjectNotFound:
         return
     assert len(data) == size and data.count(data[:1]) == size
+
+
+def test_children_lists_one_level(store: Store) -> None:
+    for key in ("jobs/a/manifest.json", "jobs/a/results/1", "jobs/b/x", "jobs/c", "nodes/n"):
+        store.put(key, b"x")
+    assert store.children("jobs") == ["a", "b", "c"]
+    assert store.children("jobs/a/") == ["manifest.json", "results"]
+    assert store.children() == ["jobs", "nodes"]
+    assert store.children("nothing") == []
+    assert store.children("jobs/c") == []  # a key has no children

@@ -184,14 +184,23 @@ class Queue(abc.ABC):
         moves it to the dead letters)."""
         return self._counts(None if group is None else _group(group))
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Return up to ``limit`` dead letters, oldest first."""
-        return self._dead_letters(_positive_int("limit", limit))
+    def dead_letters(self, limit: int = 100, group: str | None = None) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters (of ``group``, or of every group), oldest
+        first."""
+        group = None if group is None else _group(group)
+        return self._dead_letters(_positive_int("limit", limit), group)
 
-    def redrive_dead(self, ids: Sequence[str] | None = None) -> int:
-        """Move dead letters (all, or those with ``ids``) back to the queue, each in its
-        group, with a fresh ``receive_count``; return how many moved."""
-        return self._redrive(None if ids is None else _receipts(ids))
+    def redrive_dead(self, ids: Sequence[str] | None = None, group: str | None = None) -> int:
+        """Move dead letters (all, or those with ``ids``; of ``group`` or of every group)
+        back to the queue, each in its group, with a fresh ``receive_count``; return how
+        many moved."""
+        group = None if group is None else _group(group)
+        return self._redrive(None if ids is None else _receipts(ids), group)
+
+    def delete_group(self, group: str) -> None:
+        """Delete every message of ``group``, visible, in flight or dead (a deleted job's
+        leftovers); other groups are untouched."""
+        self._delete_group(_group(group))
 
     def purge(self, dead: bool = False) -> None:
         """Delete every message, visible or in flight; also the dead letters if ``dead``."""
@@ -263,12 +272,17 @@ class Queue(abc.ABC):
         """Count visible, in-flight and dead messages (of ``group``, or all)."""
 
     @abc.abstractmethod
-    def _dead_letters(self, limit: int) -> list[DeadLetter]:
-        """Return up to ``limit`` dead letters, oldest first."""
+    def _dead_letters(self, limit: int, group: str | None) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters (of ``group``, or all), oldest first."""
 
     @abc.abstractmethod
-    def _redrive(self, ids: list[str] | None) -> int:
-        """Move dead letters back as fresh messages of their groups; return how many."""
+    def _redrive(self, ids: list[str] | None, group: str | None) -> int:
+        """Move dead letters (of ``group``, or all) back as fresh messages of their
+        groups; return how many."""
+
+    @abc.abstractmethod
+    def _delete_group(self, group: str) -> None:
+        """Delete the messages and dead letters of ``group``."""
 
     @abc.abstractmethod
     def _purge(self, dead: bool) -> None:

@@ -168,18 +168,25 @@ class SqliteQueue(Queue):
         with self._translated():
             return QueueCounts(*self._db().execute(sql, params).fetchone())
 
-    def _dead_letters(self, limit: int) -> list[DeadLetter]:
-        sql = "SELECT id, body, reason, receive_count, grp FROM dead ORDER BY seq LIMIT ?"
+    def _dead_letters(self, limit: int, group: str | None) -> list[DeadLetter]:
+        where, params = ("", ()) if group is None else (" WHERE grp = ?", (group,))
+        sql = f"SELECT id, body, reason, receive_count, grp FROM dead{where} ORDER BY seq LIMIT ?"
         with self._translated():
-            return [DeadLetter(*row) for row in self._db().execute(sql, (limit,))]
+            return [DeadLetter(*row) for row in self._db().execute(sql, (*params, limit))]
 
-    def _redrive(self, ids: list[str] | None) -> int:
+    def _redrive(self, ids: list[str] | None, group: str | None) -> int:
         now = self.clock()
+        where, params = ("", ()) if group is None else (" WHERE grp = ?", (group,))
         with self._write() as db:
             if ids is None:
-                db.execute(_REDRIVE, (now,))
-                return db.execute("DELETE FROM dead").rowcount
-            return sum(self._redrive_one(db, id_, now) for id_ in ids)
+                db.execute(_REDRIVE + where, (now, *params))
+                return db.execute("DELETE FROM dead" + where, params).rowcount
+            return sum(self._redrive_one(db, id_, now, group) for id_ in ids)
+
+    def _delete_group(self, group: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM messages WHERE grp = ?", (group,))
+            db.execute("DELETE FROM dead WHERE grp = ?", (group,))
 
     def _purge(self, dead: bool) -> None:
         with self._write() as db:
@@ -225,9 +232,12 @@ class SqliteQueue(Queue):
         db.executemany(_BURY, buried)
         db.executemany("DELETE FROM messages WHERE seq = ?", [(row[0],) for row in rows])
 
-    def _redrive_one(self, db: sqlite3.Connection, id_: str, now: float) -> int:
-        db.execute(_REDRIVE + " WHERE id = ?", (now, id_))
-        return db.execute("DELETE FROM dead WHERE id = ?", (id_,)).rowcount
+    def _redrive_one(self, db: sqlite3.Connection, id_: str, now: float, group: str | None) -> int:
+        where, params = " WHERE id = ?", (id_,)
+        if group is not None:
+            where, params = where + " AND grp = ?", (id_, group)
+        db.execute(_REDRIVE + where, (now, *params))
+        return db.execute("DELETE FROM dead" + where, params).rowcount
 
     # Connections, transactions and the one place sqlite3 errors are translated.
 

@@ -59,6 +59,12 @@ class Store(abc.ABC):
         prefix = validate_prefix(prefix)
         return (key for key in self._list(prefix) if _is_under(key, prefix))
 
+    def children(self, prefix: str = "") -> list[str]:
+        """The sorted names one level under ``prefix`` (like ``ls``): the next segment of
+        every key under it, each once; ``children("jobs")`` lists job ids without reading
+        every key of every job."""
+        return sorted(set(self._children(validate_prefix(prefix))))
+
     def delete(self, key: str) -> None:
         """Delete the value under ``key``; do nothing if there is none."""
         self._delete_keys([validate_key(key)])
@@ -103,6 +109,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _list(self, prefix: str) -> Iterable[str]:
         """Yield sorted keys: at least every key under ``prefix`` (more is filtered out)."""
+
+    def _children(self, prefix: str) -> Iterable[str]:
+        """The next segment of every key under ``prefix``; stores with a cheaper way
+        (a directory listing, an S3 delimiter) override this."""
+        start = len(prefix) + 1 if prefix else 0
+        for key in self.list(prefix):
+            if key != prefix:
+                yield key[start:].split("/", 1)[0]
 
     @abc.abstractmethod
     def _delete_keys(self, keys: list[str]) -> None:

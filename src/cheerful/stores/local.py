@@ -77,6 +77,10 @@ class LocalStore(Store):
         elif path.is_dir():
             yield from self._walk(path, prefix + "/" if prefix else "")
 
+    def _children(self, prefix: str) -> list[str]:
+        path = self._path(prefix) if prefix else self.root
+        return [entry.name for entry in _sorted_entries(path)] if path.is_dir() else []
+
     def _delete_keys(self, keys: list[str]) -> None:
         for key in keys:
             with _translated(key):
