@@ -47,6 +47,15 @@ def test_a_task_that_kills_its_remote_worker_fails_alone(ssh_keys, loopback_sshd
     assert cf.map(risky, [1, 2], plan=plan) == [1, 2]  # the worker was replaced
 
 
+def test_local_workers_forked_later_leave_the_hosts_alone(ssh_keys, loopback_sshd):
+    """A fork inherits the pipes to ssh: the child must neither write to them nor close the
+    hosts (it once sent them "quit" when it dropped its copy of the kept pools)."""
+    plan = ssh_plan(ssh_keys, [loopback_sshd.host])
+    assert cf.map(abs, [-1, -2], plan=plan) == [1, 2]
+    assert cf.map(abs, [-3, -4], plan=cf.processes(2)) == [3, 4]  # forks while ssh is open
+    assert cf.map(abs, [-5, -6], plan=plan) == [5, 6]
+
+
 def test_setup_runs_once_per_host_per_session(ssh_keys, loopback_sshd, tmp_path):
     marker = tmp_path / "setup-ran"
     setup = [f"echo ran >> {marker}"]

@@ -12,6 +12,7 @@ it), so a task's own exception type is still ``except``-able in the caller.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import site
 import sys
@@ -28,15 +29,20 @@ __all__ = ["by_value", "local_modules"]
 
 def local_modules() -> list[str]:
     """Names of the loaded modules that a host's Python may not be able to import."""
-    installed = _installed_dirs()
-    names = []
-    for name, module in list(sys.modules.items()):
+    return sorted(name for name, module in list(sys.modules.items()) if _is_local(name, module))
+
+
+_seen: dict[tuple[str, int], bool] = {}  # modules already looked at (realpath is slow)
+
+
+def _is_local(name: str, module) -> bool:
+    key = (name, id(module))
+    if key not in _seen:
         path = getattr(module, "__file__", None)
-        if not path or name == "__main__" or name.split(".")[0] in SHIPPED:
-            continue
-        if not os.path.realpath(path).startswith(installed):
-            names.append(name)
-    return sorted(set(names))
+        shipped = name == "__main__" or name.split(".")[0] in SHIPPED
+        local = bool(path) and not shipped
+        _seen[key] = local and not os.path.realpath(path).startswith(_installed_dirs())
+    return _seen[key]
 
 
 @contextmanager
@@ -60,6 +66,7 @@ def by_value(names: list[str]) -> Iterator[None]:
                 cloudpickle.unregister_pickle_by_value(module)
 
 
+@functools.lru_cache(maxsize=1)
 def _installed_dirs() -> tuple[str, ...]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths.update(p for p in sysconfig.get_paths().values() if p)

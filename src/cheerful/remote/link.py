@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from multiprocessing.connection import Connection
 
 from ..errors import BrokenPlan, ConfigError, HostUnreachable
@@ -30,6 +31,7 @@ from .bundle import Bundle
 __all__ = ["Link"]
 
 _STATUS_LIMIT = 64 * 1024  # bytes a login script may print before the bootstrap answers
+_links: weakref.WeakSet[Link] = weakref.WeakSet()
 
 
 class Link:
@@ -67,6 +69,8 @@ class Link:
             os.close(from_agent)
         self.inbox = Connection(self._stdout, writable=False)
         self.outbox = Connection(self._stdin, readable=False)
+        self.owner = os.getpid()
+        _links.add(self)
         self._pump = threading.Thread(target=self._read_stderr, daemon=True)
         self._pump.start()
 
@@ -180,8 +184,10 @@ class Link:
     def lose(self) -> list[Crashed]:
         """The host is gone: why, and a crash for each chunk it was running."""
         if not self.lost:
-            self.wait_exit(1.0)
+            code = self.wait_exit(1.0)
             self.lost = f"host {self.label} was lost: ssh says: {self.last_words()}"
+            if code != 255:  # not ssh's own failure: the remote side ended
+                self.lost += f" (the agent ended with exit code {code})"
             self.stop()
         crashed = [Crashed(w, None, self.lost) for w in self.inflight]
         self.inflight.clear()
@@ -191,6 +197,8 @@ class Link:
 
     def quit(self) -> None:
         """Ask the agent to stop everything, and close our end (EOF on the host)."""
+        if self.owner != os.getpid():
+            return  # a forked copy: the process that started ssh owns it
         self.control(wire.QUIT, block=False)
         for conn in (self.outbox, self.inbox):
             if not conn.closed:
@@ -198,6 +206,8 @@ class Link:
 
     def stop(self, grace: float = 0.0) -> None:
         """Wait up to ``grace`` seconds for ssh to end on its own, then end it."""
+        if self.owner != os.getpid():
+            return
         self.quit()
         if self.wait_exit(grace) is None:
             self.proc.kill()
@@ -230,6 +240,20 @@ class Link:
                 with contextlib.suppress(OSError, ValueError):  # stderr closed at exit
                     sys.stderr.write(f"[{self.label}] {line}")
         self.proc.stderr.close()
+
+
+def _drop_links_in_child() -> None:
+    """A forked process (a local worker) closes its copies of every host's pipes: it must
+    never write to them, and the host must see EOF when the process that owns it dies."""
+    for link in list(_links):
+        link.lost = link.lost or "inherited by a forked process"
+        for conn in (link.outbox, link.inbox):
+            if not conn.closed:
+                conn.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_links_in_child)
 
 
 def _hint(said: str) -> str:
