@@ -49,10 +49,11 @@ def test_local_backend_can_lower_the_message_limit(tmp_path):
     assert backend.url == f"local://{tmp_path.resolve()}"
 
 
-def test_s3_says_it_comes_later(tmp_path):
-    with pytest.raises(cf.ConfigError, match="later release") as info:
-        open_backend("s3://bucket/prefix?region=eu-west-1")
-    assert "local" in str(info.value)
+def test_s3_urls_open_an_sqs_and_s3_backend_without_a_request():
+    backend = open_backend("s3://bucket/prefix?region=eu-west-1")
+    assert backend.url == "s3://bucket/prefix?queue=prefix&region=eu-west-1"
+    assert type(backend.queue).__name__ == "SqsQueue"
+    assert type(backend.store).__name__ == "S3Store"
 
 
 @pytest.mark.parametrize(

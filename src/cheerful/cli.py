@@ -26,7 +26,10 @@ from rich.table import Table
 
 from .errors import CheerfulError
 
-BACKEND_HELP = "backend URL: 'local' (./.cheerful) or 'local:///abs/path' [env CHEERFUL_BACKEND]"
+BACKEND_HELP = (
+    "backend URL: 'local' (./.cheerful), 'local:///abs/path' or "
+    "'s3://bucket/prefix?region=R' (SQS + S3) [env CHEERFUL_BACKEND]"
+)
 RUN_IDLE_EXIT_S = 60.0
 """Workers of ``cheerful run`` leave by themselves this long after the queue is empty, should
 the caller die without stopping them."""
@@ -108,7 +111,25 @@ def main() -> None:
     """cheerful: cheap and cheerful massively parallel batch processing."""
 
 
-# --- run, submit, worker -----------------------------------------------------------------
+# --- init, run, submit, worker -----------------------------------------------------------
+
+
+@main.command()
+@backend_option
+@click.option("--create-bucket", is_flag=True, help="create the S3 bucket too if it does not exist")
+def init(backend, create_bucket) -> None:
+    """Create what the backend needs: for s3:// URLs, the SQS queue and its dead-letter
+    queue (and the bucket, with --create-bucket). Running it again changes nothing."""
+    from .backends import init_backend, open_backend
+
+    created = init_backend(backend, create_bucket=create_bucket)
+    for line in created:
+        out.print(line)
+    with open_backend(backend) as opened:
+        url = opened.url
+    if not created:
+        out.print(f"nothing to do: {url} is ready")
+    err.print(f"use it with --backend '{url}' (or export CHEERFUL_BACKEND='{url}')")
 
 
 @main.command()

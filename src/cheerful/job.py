@@ -339,7 +339,7 @@ class Job:
         self.manifest.setdefault("resent", []).append(entry)
         self.backend.store.put(layout.manifest(self.id), json_bytes(self.manifest))
         if dead:
-            self.backend.queue.redrive_dead([d.message_id for d in dead])
+            self.backend.queue.redrive_dead([d.message_id for d in dead], group=self.id)
         inputs = _InputReader(self.backend.store, self.id, size)
         from .submission import send_chunks  # submission imports this module
 
@@ -355,8 +355,10 @@ class Job:
         return self.backend.store.put_if_absent(cancelled_key(self.id), stamp)
 
     def delete(self) -> int:
-        """Delete everything stored for the job (manifest, code, inputs, results, logs);
-        return how many objects. Messages still queued get dead-lettered by workers."""
+        """Delete everything stored for the job (manifest, code, inputs, results, logs)
+        and its messages, queued or dead (on SQS, its queues); return how many objects
+        were deleted from the store."""
+        self.backend.queue.delete_group(self.id)
         return self.backend.store.delete_prefix(layout.job_prefix(self.id))
 
     # Internals.
@@ -404,7 +406,7 @@ class Job:
     def _dead_letters(self) -> list[_Dead]:
         """This job's dead-lettered chunks that have no stored result."""
         found = []
-        for letter in self.backend.queue.dead_letters(limit=DEAD_LETTERS_READ):
+        for letter in self.backend.queue.dead_letters(DEAD_LETTERS_READ, group=self.id):
             try:
                 message = ChunkMessage.decode(letter.body)
             except Exception:  # not a chunk message: not ours to judge
@@ -512,7 +514,8 @@ def _job_failed(job_id: str, total: int, view: _View, failed: list[int]) -> JobF
 
 def _job_ids(backend: Backend) -> list[str]:
     """Ids of the jobs that have a manifest (not those half deleted or half submitted)."""
-    ids = layout.job_ids_from_keys(backend.store.list(layout.jobs_prefix()))
+    names = backend.store.children(layout.jobs_prefix())  # one level: not every result key
+    ids = layout.job_ids_from_keys(f"{layout.jobs_prefix()}/{name}" for name in names)
     return [job_id for job_id in ids if backend.store.exists(layout.manifest(job_id))]
 
 

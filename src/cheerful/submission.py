@@ -179,6 +179,7 @@ def _submit(fn, items: list, kind: str, label: str, options: _Options, script=No
     code = check_function(fn)
     check_items(items)
     size = options.chunk_size or auto_chunk_size(len(items))
+    backend.queue.max_message_bytes  # noqa: B018 - the queue must exist before the job is stored
     job_id = _new_id(backend, options.name)
     manifest = _manifest(job_id, kind, label, len(items), size, options, backend.url)
     store = backend.store
