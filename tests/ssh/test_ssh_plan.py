@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import cheerful as cf
@@ -23,6 +24,11 @@ def risky(x):
     if x == 3:
         os._exit(7)
     return x
+
+
+def slow(x):
+    time.sleep(0.1)
+    return x, os.environ["CHEERFUL_HOST"]
 
 
 def shout(x):
@@ -54,6 +60,22 @@ def test_local_workers_forked_later_leave_the_hosts_alone(ssh_keys, loopback_ssh
     assert cf.map(abs, [-1, -2], plan=plan) == [1, 2]
     assert cf.map(abs, [-3, -4], plan=cf.processes(2)) == [3, 4]  # forks while ssh is open
     assert cf.map(abs, [-5, -6], plan=plan) == [5, 6]
+
+
+def test_a_host_that_dies_mid_run_loses_nothing(ssh_keys, loopback_sshd):
+    other = Sshd(ssh_keys)
+    try:
+        plan = ssh_plan(ssh_keys, [loopback_sshd.host, other.host], workers_per_host=2)
+        pairs = []
+        for pair in cf.imap(slow, range(30), plan=plan, chunk_size=2):
+            pairs.append(pair)
+            if len(pairs) == 4:  # everything cheerful runs there dies at once
+                (agent,) = agents(f"127.0.0.1 {other.port}")
+                os.killpg(os.getpgid(agent), signal.SIGKILL)
+        assert sorted(index for index, _ in pairs) == list(range(30))
+        assert {host for _, (_, host) in pairs[-8:]} == {loopback_sshd.host}
+    finally:
+        other.stop()
 
 
 def test_setup_runs_once_per_host_per_session(ssh_keys, loopback_sshd, tmp_path):

@@ -72,6 +72,7 @@ def _take_stdio() -> tuple[int, Connection]:
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
+    sys.stdout.reconfigure(line_buffering=True)  # a task's print shows up as it happens
     return inbox, Connection(out, readable=False)
 
 

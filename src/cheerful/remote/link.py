@@ -123,7 +123,7 @@ class Link:
     def _failure(self) -> Exception:
         """The error that explains why the host could not be started."""
         code = self.wait_exit(5.0)
-        said = self.last_words()
+        said = self.last_words() or "(nothing)"
         where = f"host {self.label}"
         if code == 255:
             return HostUnreachable(f"cannot reach {where}: ssh says: {said}{_hint(said)}")
@@ -184,10 +184,12 @@ class Link:
     def lose(self) -> list[Crashed]:
         """The host is gone: why, and a crash for each chunk it was running."""
         if not self.lost:
-            code = self.wait_exit(1.0)
-            self.lost = f"host {self.label} was lost: ssh says: {self.last_words()}"
-            if code != 255:  # not ssh's own failure: the remote side ended
-                self.lost += f" (the agent ended with exit code {code})"
+            code, said = self.wait_exit(1.0), self.last_words()
+            if code == 255:
+                why = f"ssh says: {said}" if said else "ssh ended (exit code 255)"
+            else:  # the connection is fine: what ran there ended
+                why = f"its agent ended (exit code {code})" + (f": {said}" if said else "")
+            self.lost = f"host {self.label} was lost: {why}"
             self.stop()
         crashed = [Crashed(w, None, self.lost) for w in self.inflight]
         self.inflight.clear()
@@ -222,10 +224,10 @@ class Link:
             return None
 
     def last_words(self) -> str:
-        """The last line ssh or the host wrote on standard error, for messages."""
+        """The last line ssh or the host wrote on standard error ("" if none), for messages."""
         self._pump.join(timeout=1)
         lines = [line for line in self._stderr if line.strip()]
-        return lines[-1].strip() if lines else "(nothing)"
+        return lines[-1].strip() if lines else ""
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)

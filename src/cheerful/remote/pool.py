@@ -12,6 +12,7 @@ pings every host, whose agent stops by itself when the pings stop.
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 import weakref
 from multiprocessing.connection import wait as wait_for
@@ -36,7 +37,6 @@ class SshPool(Pool):
 
     def __init__(self, plan: SshPlan) -> None:
         self.per_host = plan.workers_per_host
-        self.workers = len(plan.hosts) * self.per_host
         self._events: list[Done | Crashed] = []
         self._fn: tuple[str, bytes, list[str]] = ("", b"", [])
         code = bundle()
@@ -52,6 +52,11 @@ class SshPool(Pool):
         )
         beat.start()
         weakref.finalize(self, _close_links, self._links, self._stop)
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        """Workers on the hosts still connected."""
+        return self.per_host * sum(1 for link in self._links if not link.lost)
 
     @property
     def broken(self) -> bool:
@@ -207,6 +212,7 @@ def _close_links(links: list[Link], stop: threading.Event | None) -> None:
     for link in links:
         if hasattr(link, "proc"):
             link.quit()
+    deadline = time.monotonic() + 5.0  # for every host at once: a cut one waits it out
     for link in links:
         if hasattr(link, "proc"):
-            link.stop(grace=5.0)
+            link.stop(grace=max(0.0, deadline - time.monotonic()))
