@@ -5,7 +5,8 @@ with each message: decode it (malformed -> dead letter), skip it when the job is
 (dead letter), cancelled or already has a result (delete), run every task with
 :func:`cheerful.runner.run_chunk` (same seeds as ``cf.map``), retry a raising task up to
 the manifest's ``retries`` more times, put each attempt's output (and traceback) at
-``logs/<task>.<attempt>`` when there is any, store the ``ChunkRecord`` with
+``logs/<task>.<attempt>`` when there is any, store a failed chunk's inline inputs at
+``inputs/<chunk>``, store the ``ChunkRecord`` with
 ``put_if_absent``, THEN add to its counters ``status/<worker>.json``, THEN delete the
 message. End-to-end tests with the real worker (``cheerful.worker``) replace it.
 """
@@ -61,6 +62,8 @@ def _handle(backend: Backend, body: bytes, receipt: str, worker: str) -> int:
     fn = loads(store.get(layout.code(job)))
     items = loads(message.inputs if message.spill is None else store.get(message.spill))
     record = _run(store, manifest, message, fn, items, worker)
+    if record.result.errors and message.spill is None:  # for retry_failed, as the worker
+        store.put(layout.input(job, message.chunk), message.inputs or b"")
     if store.put_if_absent(layout.result(job, message.chunk), dumps(record)):
         _count(store, job, worker, record.result)
     queue.delete(receipt)

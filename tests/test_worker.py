@@ -300,9 +300,12 @@ def test_a_filtered_worker_does_not_burn_the_receives_of_other_jobs(backend, mon
     assert backend.queue.counts() == type(backend.queue.counts())(0, 0, 0)
 
 
-def test_a_deleted_jobs_messages_are_dead_lettered(backend):
+def test_a_deleted_jobs_messages_go_with_it_and_strays_are_dead_lettered(backend):
     job = cf.submit(square, range(4), backend=backend, chunk_size=2)
+    bodies = [m.body for m in backend.queue.receive(10)]
     job.delete()
+    assert backend.queue.counts() == type(backend.queue.counts())(0, 0, 0)
+    backend.queue.send(bodies, group=job.id)  # sent again after the delete: strays
     summary = run_worker(backend, slots=1, idle_exit=0.5)
     assert summary.dead_lettered == 2 and summary.chunks == 0
     assert all("not found" in d.reason for d in backend.queue.dead_letters())

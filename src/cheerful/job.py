@@ -7,8 +7,11 @@ A ``Job`` reads what workers stored (``results/<chunk>`` records, ``logs/``, the
 The store layout (:mod:`cheerful.layout`) is the protocol between the two sides; see
 ``docs/durable.md``.
 
-Every chunk's inputs are kept at ``inputs/<chunk>`` (so ``retry_failed`` can send failed
-tasks again from anywhere); a chunk's message carries them inline too when they fit.
+A chunk's inputs ride inline in its message when they fit, else they are stored at
+``inputs/<chunk>`` and the message names them. A worker that records a chunk with failed
+tasks stores its inline inputs there too, so ``retry_failed`` can send failed tasks again
+from anywhere; a chunk that succeeds costs no input object (one request fewer per chunk
+on S3).
 """
 
 from __future__ import annotations

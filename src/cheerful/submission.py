@@ -36,6 +36,8 @@ MAX_AUTO_CHUNK = 1000
 """The largest automatic chunk size."""
 AUTO_CHUNKS = 200
 """The automatic chunk size aims for about this many chunks."""
+AUTO_CHUNKS_REMOTE = 100
+"""The same on a backend where every request is paid (SQS + S3)."""
 MAX_NAME = 100
 """The longest job name (the id adds a time stamp and a random part)."""
 SEND_BATCH = 100
@@ -169,16 +171,20 @@ def _check_command(cmd: Any) -> str | list[str]:
     raise ConfigError(f"cmd must be a shell line or a non-empty list of strings, not {cmd!r}")
 
 
-def auto_chunk_size(tasks: int) -> int:
-    """The chunk size used when none is given: about 200 chunks, at most 1,000 tasks each."""
-    return max(1, min(MAX_AUTO_CHUNK, math.ceil(tasks / AUTO_CHUNKS)))
+def auto_chunk_size(tasks: int, *, remote: bool = False) -> int:
+    """The chunk size used when none is given: about 200 chunks (100 on a backend where
+    every request is paid, such as SQS + S3: about 3 requests a chunk), at most 1,000
+    tasks each."""
+    chunks = AUTO_CHUNKS_REMOTE if remote else AUTO_CHUNKS
+    return max(1, min(MAX_AUTO_CHUNK, math.ceil(tasks / chunks)))
 
 
 def _submit(fn, items: list, kind: str, label: str, options: _Options, script=None) -> Job:
     backend = open_backend(options.backend)
     code = check_function(fn)
     check_items(items)
-    size = options.chunk_size or auto_chunk_size(len(items))
+    remote = backend.queue.remote or backend.store.remote
+    size = options.chunk_size or auto_chunk_size(len(items), remote=remote)
     backend.queue.max_message_bytes  # noqa: B018 - the queue must exist before the job is stored
     job_id = _new_id(backend, options.name)
     manifest = _manifest(job_id, kind, label, len(items), size, options, backend.url)
@@ -245,8 +251,8 @@ def _forget(backend: Backend, job_id: str) -> None:
 def send_chunks(
     job: Job, chunks: Iterable[tuple[int, Sequence[int]]], items_of, doing: str
 ) -> None:
-    """Store each ``(chunk, indices)``'s inputs (``items_of(indices)``) and send its
-    message, inline when it fits, else naming the stored inputs, in the queue group named
+    """Send each ``(chunk, indices)``'s message with its inputs (``items_of(indices)``)
+    inline when they fit, else stored at ``inputs/<chunk>`` and named, in the queue group named
     after the job (a worker serving one job receives from that group only). On any failure
     the job is cancelled (workers drop what was sent) and
     :class:`~cheerful.errors.JobError` says so."""
@@ -271,9 +277,9 @@ def send_chunks(
 
 def _message(job: Job, chunk: int, indices: tuple[int, ...], items: list) -> bytes:
     payload = dumps(list(items))
-    key = layout.input(job.id, chunk)
-    job.backend.store.put(key, payload)
     body = ChunkMessage(job.id, chunk, indices, inputs=payload).encode()
     if len(body) > job.backend.queue.max_message_bytes:
+        key = layout.input(job.id, chunk)
+        job.backend.store.put(key, payload)
         body = ChunkMessage(job.id, chunk, indices, spill=key).encode()
     return body

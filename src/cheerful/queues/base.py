@@ -107,6 +107,9 @@ class DeadLetter:
 class Queue(abc.ABC):
     """A queue of opaque byte messages with SQS semantics (see the module docstring)."""
 
+    remote: bool = False
+    """True where every call is a paid network request (SQS): callers batch harder."""
+
     def __init__(
         self,
         *,

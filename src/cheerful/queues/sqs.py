@@ -102,6 +102,8 @@ class SqsQueue(Queue):
     own redrive policy and size limit win.
     """
 
+    remote = True
+
     def __init__(
         self,
         name: str,

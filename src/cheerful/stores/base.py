@@ -38,6 +38,9 @@ _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 class Store(abc.ABC):
     """A store of opaque byte values under '/'-separated keys (see the module docstring)."""
 
+    remote: bool = False
+    """True where every call is a paid network request (S3): writers throttle harder."""
+
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, atomically replacing any value there."""
         self._put(validate_key(key), _as_bytes(data))

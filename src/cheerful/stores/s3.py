@@ -38,6 +38,8 @@ class S3Store(Store):
     or a zero-argument callable returning one (an :class:`~cheerful.aws.AwsClients`
     recipe by default, which makes the store picklable)."""
 
+    remote = True
+
     def __init__(
         self,
         bucket: str,

@@ -142,6 +142,9 @@ class Record:
     result: ChunkResult
     attempts: dict[int, int]
     logs: dict[int, str]
+    inputs: bytes = b""
+    """The chunk's pickled inputs when they came inline in the message (else b""): stored
+    at ``inputs/<chunk>`` if a task failed, so that ``retry_failed`` can send it again."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ __all__ = ["CANCEL_CHECK_S", "STATUS_EVERY_S", "Counters", "JobCache", "job_spec
 CANCEL_CHECK_S = 2.0
 """How long a job's "not cancelled" answer is trusted before the store is asked again."""
 STATUS_EVERY_S = 0.5
+REMOTE_STATUS_EVERY_S = 5.0
+"""The same on a store where every write is a paid request (S3): at most 720 a worker-hour."""
 """Shortest time between two writes of a job's counters."""
 JOBS_CACHED = 32
 _NAMES = ("chunks", "done", "failed")
@@ -98,7 +100,9 @@ def job_spec(job: str, manifest: dict) -> JobSpec:
 class Counters:
     """Tasks done and failed and chunks recorded by this worker, per job."""
 
-    def __init__(self, store, worker: str, every: float = STATUS_EVERY_S) -> None:
+    def __init__(self, store, worker: str, every: float | None = None) -> None:
+        if every is None:
+            every = REMOTE_STATUS_EVERY_S if store.remote else STATUS_EVERY_S
         self.store, self.worker, self.every = store, worker, every
         self.jobs: dict[str, dict[str, int]] = {}
         self.written: dict[str, tuple[dict[str, int], int]] = {}

@@ -11,6 +11,7 @@ visibility timeout and run elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -27,7 +28,7 @@ from .. import layout
 from ..errors import BackendError, ConfigError, ObjectNotFound, QueueError
 from ..messages import ChunkMessage, ChunkRecord, MalformedMessage
 from ..plans.base import Crashed, Done, Work, owned_cores
-from ..queues.base import MAX_VISIBILITY_S, Message
+from ..queues.base import BATCH_SIZE, MAX_VISIBILITY_S, Message
 from ..serialize import dumps
 from .events import Config, DeadLetter, Delete, Delivery, Extend, Kill, Record, Release, Run
 from .jobs import Counters, JobCache
@@ -42,6 +43,8 @@ POLL_S = 1.0
 WAIT_S = 0.2
 """Longest wait for a slot while some are busy (heartbeats, timeouts and stops run between)."""
 NODE_EVERY_S = 10.0
+DELETE_BATCH_S = 1.0
+"""On a remote queue, finished chunks' messages wait at most this long for a batch delete."""
 """Seconds between two writes of the worker's heartbeat file ``nodes/<worker>.json``."""
 RECORD_RETRY_S = 1.0
 """Pause before storing a record again after the store failed."""
@@ -96,6 +99,8 @@ def run_worker(
     config = _config(job, slots, idle_exit, visibility, grace)
     worker = worker_id(node)
     opened = None if _is_backend(backend) else _open(backend)
+    if (opened or backend).queue.remote:  # hold a chunk per slot in reserve: fewer receives
+        config = dataclasses.replace(config, prefetch=config.slots)
     try:
         with tempfile.TemporaryDirectory(prefix="cheerful-worker-") as log_dir:
             cores_each = max(1, owned_cores() // config.slots)
@@ -168,6 +173,8 @@ class _Loop:
         self.state = WorkerState(config, self.started)
         self.jobs = JobCache(self.store)
         self.counters = Counters(self.store, worker)
+        self.deletes: list[str] = []
+        self.deletes_due: float | None = None
         self.logs = TaskLogs(self.store, log_dir)
         self.unrecorded: list[tuple[float, Record]] = []
         self.node_due = 0.0
@@ -195,6 +202,7 @@ class _Loop:
         elif self.state.wants(time.monotonic()) == 0:
             time.sleep(0.05)
         self._retry_records()
+        self._flush_deletes(time.monotonic())
         self._beat()
 
     # Receiving.
@@ -203,6 +211,8 @@ class _Loop:
         want = self.state.wants(now)
         if not want:
             return
+        if self.queue.remote and self._waiting() and want < self._refill_at:
+            return  # chunks wait their turn here: receive later, several in one request
         busy = self.pool.idle() < self.pool.workers
         try:
             wait = 0.0 if busy else POLL_S
@@ -220,6 +230,14 @@ class _Loop:
                 self._act([Release((m.receipt,), "store unavailable")])
         self._act(self.state.received(now, deliveries))  # idle since the poll began
 
+    def _waiting(self) -> int:
+        """Held chunks that have not started: work in reserve."""
+        return sum(1 for chunk in self.state.chunks.values() if not chunk.started)
+
+    @property
+    def _refill_at(self) -> int:
+        return max(1, (self.config.slots + self.config.prefetch) // 2)
+
     def _deliver(self, m: Message) -> Delivery:
         try:
             message = ChunkMessage.decode(m.body)
@@ -234,7 +252,11 @@ class _Loop:
             return Delivery(m.receipt, message, spec, cancelled=True)
         if self.config.job not in (None, message.job):
             return Delivery(m.receipt, message, spec)
-        recorded = self.store.exists(layout.result(message.job, message.chunk))
+        # A first delivery cannot have a result yet (a chunk number is sent once); only a
+        # redelivery pays a request to look.
+        recorded = m.receive_count > 1 and self.store.exists(
+            layout.result(message.job, message.chunk)
+        )
         try:
             inputs = b"" if recorded else self._inputs(message)
         except (MalformedMessage, ConfigError) as exc:
@@ -317,11 +339,32 @@ class _Loop:
         except BackendError as exc:  # the counters are written again later
             _warn(f"writing the counters failed: {exc}")
         try:
-            self.queue.delete(record.receipt)
+            self._delete_later(record.receipt)
         finally:
             self._act(self.state.settled(time.monotonic(), record.receipt))
 
+    def _delete_later(self, receipt: str) -> None:
+        """Delete a finished chunk's message: at once on a local queue; on a remote one,
+        in batches of up to 10 sent within a fraction of the visibility timeout (one paid
+        request for several chunks)."""
+        self.deletes.append(receipt)
+        if not self.queue.remote or len(self.deletes) >= BATCH_SIZE:
+            self._flush_deletes()
+        elif self.deletes_due is None:
+            self.deletes_due = time.monotonic() + min(DELETE_BATCH_S, self.config.visibility / 4)
+
+    def _flush_deletes(self, now: float | None = None) -> None:
+        if not self.deletes or (now is not None and now < (self.deletes_due or 0)):
+            return
+        receipts, self.deletes, self.deletes_due = self.deletes, [], None
+        try:
+            self.queue.delete(receipts)
+        except BackendError as exc:  # the messages come back; their records are stored
+            _warn(f"deleting {len(receipts)} finished message(s) failed: {exc}")
+
     def _store_record(self, record: Record) -> bool:
+        if record.result.errors and record.inputs:
+            self.store.put(layout.input(record.job.id, record.chunk), record.inputs)
         full = ChunkRecord(
             record.job.id,
             record.chunk,
@@ -408,6 +451,7 @@ class _Loop:
 
     def _leave(self) -> None:
         """Release whatever is still held; write the last counters and heartbeat."""
+        self._flush_deletes()
         held = self.state.held()
         if held:
             try:

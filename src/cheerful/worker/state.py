@@ -317,8 +317,15 @@ class WorkerState:
         errors = {i: chunk.errors[i] for i in indices if i in chunk.errors}
         result = ChunkResult(indices, values, errors, chunk.seconds)
         attempts = {i: a for i, a in chunk.attempts.items() if a != 1}
+        inline = chunk.inputs if chunk.message.spill is None else b""
         return Record(
-            chunk.receipt, chunk.job, chunk.message.chunk, result, attempts, dict(chunk.logs)
+            chunk.receipt,
+            chunk.job,
+            chunk.message.chunk,
+            result,
+            attempts,
+            dict(chunk.logs),
+            inline,
         )
 
     def _overdue(self, now: float, running: Mapping[int, tuple[int, float]]) -> list[Action]:
