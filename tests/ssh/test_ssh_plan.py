@@ -78,6 +78,26 @@ def test_a_host_that_dies_mid_run_loses_nothing(ssh_keys, loopback_sshd):
         other.stop()
 
 
+def nap(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_stopping_early_abandons_the_remote_chunks_and_the_pool_goes_on(ssh_keys, loopback_sshd):
+    here = f"127.0.0.1 {loopback_sshd.port}"
+    plan = ssh_plan(ssh_keys, [loopback_sshd.host], workers_per_host=2)
+    chunks = cf.imap(nap, [0.0, 60], plan=plan, chunk_size=1)
+    next(chunks)
+    (agent,) = agents(here)
+    workers = set(_children(agent))
+    chunks.close()  # the 60 s nap is stopped on the host now, its worker replaced
+    started = time.monotonic()
+    assert cf.map(abs, [-1, -2], plan=plan) == [1, 2]
+    assert time.monotonic() - started < 30
+    assert agents(here) == [agent]  # same connection, same agent
+    assert len(workers - set(_children(agent))) == 1
+
+
 def test_setup_runs_once_per_host_per_session(ssh_keys, loopback_sshd, tmp_path):
     marker = tmp_path / "setup-ran"
     setup = [f"echo ran >> {marker}"]
