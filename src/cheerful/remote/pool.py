@@ -38,7 +38,7 @@ class SshPool(Pool):
     def __init__(self, plan: SshPlan) -> None:
         self.per_host = plan.workers_per_host
         self._events: list[Done | Crashed] = []
-        self._fn: tuple[str, bytes, list[str]] = ("", b"", [])
+        self._fn: tuple[str, bytes] = ("", b"")  # the latest function, pickled for hosts
         code = bundle()
         command = plan.remote_command(code.tag, len(code.boot))
         self._links = [Link(h.label, plan.ssh_argv(h, command), plan.python) for h in plan.hosts]
@@ -68,9 +68,10 @@ class SshPool(Pool):
 
     def send(self, work: Work) -> None:
         link = max(self._live(), key=lambda li: li.free(self.per_host))
-        fn_bytes = self._function(work) if link.fn_key != work.fn_key else b""
+        modules = local_modules()  # per chunk: an executor's calls may bring new ones
+        fn_bytes = self._function(work, modules) if link.fn_key != work.fn_key else b""
         try:
-            with by_value(self._fn[2]):
+            with by_value(modules):
                 payload, buffers = dumps_oob(work.chunk)
         except Exception as exc:
             raise SerializationError(f"a chunk of tasks cannot be serialized: {exc}") from exc
@@ -83,10 +84,9 @@ class SshPool(Pool):
         except OSError:  # the connection is gone: its chunks (this one too) run elsewhere
             self._events += link.lose()
 
-    def _function(self, work: Work) -> bytes:
+    def _function(self, work: Work, modules: list[str]) -> bytes:
         """The function of ``work`` pickled for hosts (the caller's own modules by value)."""
         if self._fn[0] != work.fn_key:
-            modules = local_modules()
             try:
                 with by_value(modules):
                     fn_bytes = dumps(work.fn) if work.fn is not None else work.fn_bytes
@@ -95,7 +95,7 @@ class SshPool(Pool):
                     f"the function cannot be sent to an SSH host: {type(exc).__name__}: {exc} "
                     "(its module is sent by value, so every global it uses must pickle)"
                 ) from exc
-            self._fn = (work.fn_key, fn_bytes, modules)
+            self._fn = (work.fn_key, fn_bytes)
         return self._fn[1]
 
     def wait(self, timeout: float | None = None, wakeup: int | None = None) -> list[Done | Crashed]:
