@@ -223,9 +223,22 @@ def remote_processes(address: str = "") -> list[int]:
     """Pids of cheerful's processes on the hosts (agents and their workers, which are forks
     of the agent): every host, or the one at ``address`` (as in the processes'
     SSH_CONNECTION, e.g. ``"10.200.1.2"`` or ``"127.0.0.1 2222"``)."""
-    done = subprocess.run(["pgrep", "-f", "exec.sys.stdin.buffer.read"], capture_output=True)
-    pids = [int(p) for p in done.stdout.split()]
+    pids = [pid for pid, argv in processes() if "exec(sys.stdin.buffer.read(" in " ".join(argv)]
     return [p for p in pids if p != os.getpid() and address in _ssh_connection(p)]
+
+
+def processes() -> list[tuple[int, list[str]]]:
+    """Every process of this machine with its command line (read from /proc, like pgrep)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if argv[0]:
+                found.append((int(entry.name), argv[:-1] if argv[-1] == "" else argv))
+    return found
 
 
 def agents(address: str = "") -> list[int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cheerful as cf
 from cheerful.remote.bundle import bundle
-from ssh_servers import Sshd, agents, remote_processes, ssh_plan, wait_until
+from ssh_servers import Sshd, agents, processes, remote_processes, ssh_plan, wait_until
 
 
 def where(_):
@@ -122,6 +122,7 @@ def test_shutdown_leaves_nothing_running_on_the_host(ssh_keys, loopback_sshd):
     assert len(agents(here)) == 1
     workers = _children(agents(here)[0])
     assert len(workers) == 2
+    assert len(_ssh_clients(loopback_sshd.port)) == 1  # one connection to the host
     from cheerful.scheduler import release_pools
 
     release_pools()
@@ -228,5 +229,9 @@ def _alive(pid: int) -> bool:
 
 
 def _ssh_clients(port: int) -> list[str]:
-    done = subprocess.run(["pgrep", "-af", f"^ssh .*-p {port} "], capture_output=True, text=True)
-    return done.stdout.splitlines()
+    ours = ["-p", str(port)]
+    return [argv for _, argv in processes() if argv[0] == "ssh" and _contains(argv, ours)]
+
+
+def _contains(argv: list[str], part: list[str]) -> bool:
+    return any(argv[i : i + len(part)] == part for i in range(len(argv)))
