@@ -1,4 +1,5 @@
-"""A stand-in worker for the job-side tests: ``drain(backend)`` (tests only, not the product).
+"""Helpers of the durable tests: a stand-in worker, ``drain(backend)`` (tests only, not the
+product), real worker processes (:func:`worker_fleet`) and the stored records.
 
 It does in this process, one task at a time, what ``docs/durable.md`` says a worker does
 with each message: decode it (malformed -> dead letter), skip it when the job is unknown
@@ -22,13 +23,14 @@ import time
 from cheerful import layout
 from cheerful.backends import Backend
 from cheerful.errors import ObjectNotFound
+from cheerful.fleet import LocalFleet, worker_command
 from cheerful.job import cancelled_key
 from cheerful.messages import ChunkMessage, ChunkRecord, MalformedMessage
 from cheerful.runner import run_chunk
 from cheerful.serialize import dumps, loads
 from cheerful.task import Chunk, ChunkResult
 
-__all__ = ["drain"]
+__all__ = ["all_records", "drain", "worker_fleet"]
 
 
 def drain(backend: Backend, *, worker: str = "fake-worker") -> int:
@@ -106,3 +108,17 @@ def _count(store, job: str, worker: str, result: ChunkResult) -> None:
     counters["failed"] += len(result.errors)
     counters.update(updated=time.time(), host=os.uname().nodename, pid=os.getpid())
     store.put(key, json.dumps(counters).encode())
+
+
+def worker_fleet(backend, count: int, tasks_dir: str, **options) -> LocalFleet:
+    """``count`` real ``cheerful worker`` processes serving ``backend`` that can import
+    the test tasks in ``tasks_dir`` (tasks of test modules are pickled by reference)."""
+    here = os.path.dirname(os.path.abspath(__file__))  # test modules import this one
+    path = os.pathsep.join([tasks_dir, here, os.environ.get("PYTHONPATH", "")])
+    return LocalFleet(backend, count, command=worker_command, env={"PYTHONPATH": path}, **options)
+
+
+def all_records(backend: Backend, job) -> list[ChunkRecord]:
+    """Every chunk record stored for ``job``, in chunk order."""
+    store = backend.store
+    return [loads(store.get(key)) for key in store.list(layout.results_prefix(job.id))]

@@ -23,8 +23,8 @@ from cheerful import layout
 from cheerful.backends import open_backend, parse_s3_url
 from cheerful.cli import main
 from cheerful.errors import ConfigError, QueueError, StoreError
-from cheerful.fleet import LocalFleet, worker_command
-from cheerful.serialize import loads
+from cheerful.fleet import LocalFleet
+from durable_helpers import all_records, worker_fleet
 
 VISIBILITY = 2.0
 
@@ -44,18 +44,10 @@ def square(x):
     return x * x
 
 
-def all_records(backend, job):
-    store = backend.store
-    return [loads(store.get(k)) for k in store.list(layout.results_prefix(job.id))]
-
-
 def fleet(url: str, count: int, log_dir: Path, **options) -> LocalFleet:
     """Real ``cheerful worker`` processes that can import this module's tasks."""
-    path = os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])
     options = {"visibility": VISIBILITY, "grace": 2.0, "idle_exit": 30.0, **options}
-    return LocalFleet(
-        url, count, command=worker_command, env={"PYTHONPATH": path}, log_dir=log_dir, **options
-    )
+    return worker_fleet(url, count, os.path.dirname(__file__), log_dir=log_dir, **options)
 
 
 # --- the URL ----------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 """The durable worker end to end: real worker processes on an embedded backend in tmp_path.
 
-Workers are started as ``cheerful worker`` when the CLI has that command, else through
-:func:`cheerful.worker.loop.run_worker` in ``python -c`` (see :func:`worker_argv`).
-A few tests run :func:`run_worker` in this process, where that is all they need.
+Workers are ``cheerful worker`` processes (:func:`durable_helpers.worker_fleet`). A few tests run :func:`run_worker` in this process, where that is all they need.
 """
 
 from __future__ import annotations
@@ -19,32 +17,18 @@ import pytest
 import cheerful as cf
 from cheerful import layout
 from cheerful.backends import local_backend, open_backend
-from cheerful.fleet import LocalFleet, worker_command
+from cheerful.fleet import LocalFleet
 from cheerful.messages import ChunkMessage, ChunkRecord
 from cheerful.serialize import dumps, loads
 from cheerful.task import ChunkResult
 from cheerful.worker.loop import WorkerSummary, run_worker
-
-
-def worker_argv(url: str, **options) -> list[str]:
-    """``cheerful worker ...`` once the CLI has it; until then the same call in python -c."""
-    from cheerful.cli import main
-
-    if "worker" in getattr(main, "commands", {}):
-        return worker_command(url, **options)
-    kwargs = {k: v for k, v in options.items() if v is not None}
-    code = (
-        "from cheerful.worker.loop import run_worker; "
-        f"print(run_worker({url!r}, **{kwargs!r}), flush=True)"
-    )
-    return [sys.executable, "-c", code]
+from durable_helpers import worker_fleet
 
 
 def fleet(backend, count: int = 1, **options) -> LocalFleet:
     """Worker processes that can import this module's tasks (pickled by reference)."""
     options.setdefault("idle_exit", 2.0)
-    path = os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])
-    return LocalFleet(backend, count, command=worker_argv, env={"PYTHONPATH": path}, **options)
+    return worker_fleet(backend, count, os.path.dirname(__file__), **options)
 
 
 @pytest.fixture

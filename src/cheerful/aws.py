@@ -24,7 +24,7 @@ from typing import Any
 
 from .errors import BackendError, ConfigError
 
-__all__ = ["AwsClients", "aws_errors", "error_code", "require_boto3"]
+__all__ = ["NO_QUEUE_CODES", "AwsClients", "aws_errors", "error_code", "require_boto3"]
 
 _INSTALL_HINT = "the AWS backend needs boto3: pip install 'cheerful[aws]'"
 
@@ -41,7 +41,8 @@ _DENIED = {
     "ExpiredTokenException",
     "InvalidSecurity",
 }
-_NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+NO_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+"""The error codes SQS answers for a queue that does not exist."""
 _WRONG_REGION = {
     "PermanentRedirect",
     "AuthorizationHeaderMalformed",
@@ -201,7 +202,7 @@ def _translate(
             f"cannot {action} on {resource}: the bucket does not exist; create it, or run "
             "`cheerful init --backend URL --create-bucket`"
         )
-    if code in _NO_QUEUE:
+    if code in NO_QUEUE_CODES:
         return kind(
             f"cannot {action} on {resource}: the queue does not exist; run "
             "`cheerful init --backend URL` to create it"

@@ -2,8 +2,7 @@
 that raise, segfault, exit or hang, malformed messages. Nothing is lost, nothing is
 recorded twice, and each failure stays with its own task, with its log.
 
-Workers are real processes (``cheerful worker``, or the same call in ``python -c`` while
-the CLI lacks it) on an embedded backend under tmp_path; visibility is short (2 s) so that
+Workers are real ``cheerful worker`` processes on an embedded backend under tmp_path; visibility is short (2 s) so that
 lost chunks come back fast.
 """
 
@@ -15,51 +14,31 @@ import json
 import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import cheerful as cf
-from cheerful import layout
 from cheerful.backends import open_backend
 from cheerful.errors import TaskTimeout, WorkerCrashed
-from cheerful.fleet import LocalFleet, worker_command
+from cheerful.fleet import LocalFleet
 from cheerful.messages import ChunkMessage
-from cheerful.serialize import loads
+from durable_helpers import all_records, worker_fleet
 
 VISIBILITY = 2.0
 
 
-def worker_argv(url: str, **options) -> list[str]:
-    """``cheerful worker ...`` once the CLI has it; until then the same call in python -c."""
-    from cheerful.cli import main
-
-    if "worker" in getattr(main, "commands", {}):
-        return worker_command(url, **options)
-    kwargs = {k: v for k, v in options.items() if v is not None}
-    code = f"from cheerful.worker.loop import run_worker; print(run_worker({url!r}, **{kwargs!r}))"
-    return [sys.executable, "-c", code]
-
-
 def fleet(backend, count: int, log_dir: Path, **options) -> LocalFleet:
     """Workers that can import this module's tasks (they are pickled by reference)."""
-    path = os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])
     options = {"visibility": VISIBILITY, "grace": 2.0, "idle_exit": 30.0, **options}
-    env = {"PYTHONPATH": path}
-    return LocalFleet(backend, count, command=worker_argv, env=env, log_dir=log_dir, **options)
+    return worker_fleet(backend, count, os.path.dirname(__file__), log_dir=log_dir, **options)
 
 
 @pytest.fixture
 def backend(tmp_path):
     with open_backend(f"local://{tmp_path}/backend") as backend:
         yield backend
-
-
-def all_records(backend, job):
-    store = backend.store
-    return [loads(store.get(k)) for k in store.list(layout.results_prefix(job.id))]
 
 
 def children(pid: int) -> list[int]:

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cheerful.aws import AwsClients, aws_errors, error_code
+from cheerful.aws import NO_QUEUE_CODES, AwsClients, aws_errors, error_code
 from cheerful.errors import ConfigError, QueueError
 from cheerful.queues.base import (
     BATCH_SIZE,
@@ -189,7 +189,7 @@ class SqsQueue(Queue):
                     try:
                         self.client.delete_queue(QueueUrl=url)
                     except Exception as exc:
-                        if error_code(exc) not in _NO_QUEUE:
+                        if error_code(exc) not in NO_QUEUE_CODES:
                             raise
                 self._urls.pop(queue, None)
         self._listed = (0.0, [])
@@ -224,7 +224,7 @@ class SqsQueue(Queue):
             names = self._receiving_from(group)
             if len(names) == 1 and wait_s >= 1:  # one queue: SQS's own long poll
                 return self._receive_from(names[0], n, visibility_s, min(20, math.ceil(wait_s)))
-            got = self._sweep(names, n, visibility_s, 0)
+            got = self._sweep(names, n, visibility_s)
             left = deadline - time.monotonic()
             if got or left <= 0:
                 return got
@@ -242,7 +242,7 @@ class SqsQueue(Queue):
                     return []
 
     def _claim(self, n: int, visibility_s: float, group: str | None) -> list[Message]:
-        return self._sweep(self._receiving_from(group), n, visibility_s, 0)
+        return self._sweep(self._receiving_from(group), n, visibility_s)
 
     def _extend_batch(self, receipts: list[str], visibility_s: float) -> list[bool]:
         # SQS keeps a message at most 12 hours from its receive, extensions included:
@@ -355,7 +355,7 @@ class SqsQueue(Queue):
             try:
                 url = self.client.get_queue_url(QueueName=name)["QueueUrl"]
             except Exception as exc:
-                if error_code(exc) in _NO_QUEUE:
+                if error_code(exc) in NO_QUEUE_CODES:
                     return None
                 raise
         self._urls[name] = url
@@ -469,10 +469,11 @@ class SqsQueue(Queue):
 
     # Calls.
 
-    def _sweep(self, names: list[str], n: int, visibility_s: float, wait: int) -> list[Message]:
+    def _sweep(self, names: list[str], n: int, visibility_s: float) -> list[Message]:
+        """Short-poll ``names`` in turn until ``n`` messages are in hand."""
         got: list[Message] = []
         for name in names:
-            got += self._receive_from(name, n - len(got), visibility_s, wait)
+            got += self._receive_from(name, n - len(got), visibility_s, 0)
             if len(got) >= n:
                 break
         return got
@@ -492,7 +493,7 @@ class SqsQueue(Queue):
                     MessageAttributeNames=[_ATTR + "*"],
                 )
             except Exception as exc:
-                if error_code(exc) not in _NO_QUEUE:
+                if error_code(exc) not in NO_QUEUE_CODES:
                     raise
                 self._urls.pop(name, None)  # deleted meanwhile (a job was deleted)
                 self._listed = (0.0, [])
@@ -571,7 +572,7 @@ class SqsQueue(Queue):
             try:
                 a = self.client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
             except Exception as exc:
-                if error_code(exc) in _NO_QUEUE:
+                if error_code(exc) in NO_QUEUE_CODES:
                     self._urls.pop(name, None)
                     return {}
                 raise
@@ -672,9 +673,6 @@ class SqsQueue(Queue):
         return aws_errors(
             QueueError, action, f"SQS queue {resource} ({self.clients.region or 'default region'})"
         )
-
-
-_NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 
 def _split(receipt: str) -> tuple[str, str]:

@@ -34,9 +34,9 @@ _CONDITION_FAILED = {"PreconditionFailed", "412"}
 
 
 class S3Store(Store):
-    """A store under ``prefix`` (may be "") in ``bucket``; ``client`` is a boto3 S3 client
-    or a zero-argument callable returning one (an :class:`~cheerful.aws.AwsClients`
-    recipe by default, which makes the store picklable)."""
+    """A store under ``prefix`` (may be "") in ``bucket``. ``client`` is a boto3 S3 client
+    (used in this process only) or None to build one from ``clients`` (picklable: the
+    store can go to another process)."""
 
     remote = True
 
@@ -59,20 +59,12 @@ class S3Store(Store):
         return f"S3Store('s3://{self.bucket}/{self.prefix}')"
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if callable(self._client) and not _is_boto_client(self._client):
-            return state
-        state["_client"] = None  # a live client cannot travel: the recipe rebuilds one
-        return state
+        return {**self.__dict__, "_client": None}  # a live client cannot travel
 
     @property
     def client(self) -> Any:
         """The boto3 S3 client in use."""
-        if self._client is None:
-            return self.clients.client("s3")
-        if callable(self._client) and not _is_boto_client(self._client):
-            return self._client()
-        return self._client
+        return self._client if self._client is not None else self.clients.client("s3")
 
     # Bucket management (used by `cheerful init`).
 
@@ -229,7 +221,3 @@ def _transfer() -> Any:
     from boto3.s3.transfer import TransferConfig
 
     return TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=16 * 1024**2)
-
-
-def _is_boto_client(value: Any) -> bool:
-    return hasattr(value, "meta") and hasattr(value.meta, "service_model")
