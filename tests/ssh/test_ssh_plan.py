@@ -17,6 +17,7 @@ from ssh_servers import Sshd, agents, processes, remote_processes, ssh_plan, wai
 
 
 def where(_):
+    time.sleep(0.1)  # long enough that one worker cannot take every chunk, even under load
     return os.environ.get("CHEERFUL_HOST"), os.getpid()
 
 
