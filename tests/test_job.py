@@ -499,3 +499,11 @@ def test_command_mode_envs_from_a_file(backend, tmp_path):
 def test_a_job_status_names_its_state_in_one_word(counts, state):
     fields = dict(total=3, queued=0, running=0, done=0, failed=0, dead=0, cancelled=False)
     assert JobStatus(**{**fields, **counts}).state == state
+
+
+def test_a_job_stored_with_another_layout_is_refused_with_what_to_do(tmp_path) -> None:
+    with open_backend(f"local://{tmp_path}/backend") as backend:
+        old = {"v": 1, "id": "old-1", "tasks": 1, "versions": {"cheerful": "0.1.0"}}
+        backend.store.put(layout.manifest("old-1"), json.dumps(old).encode())
+        with pytest.raises(cf.ConfigError, match=r"layout v1 by cheerful 0\.1\.0"):
+            cf.Job.attach("old-1", backend=backend)

@@ -15,10 +15,11 @@ def test_the_documented_keys() -> None:
     assert layout.manifest(JOB) == f"jobs/{JOB}/manifest.json"
     assert layout.code(JOB) == f"jobs/{JOB}/code.pkl"
     assert layout.script(JOB) == f"jobs/{JOB}/script"
-    assert layout.input(JOB, 3) == f"jobs/{JOB}/inputs/00000003"
-    assert layout.result(JOB, 12) == f"jobs/{JOB}/results/00000012"
-    assert layout.log(JOB, 7, 2) == f"jobs/{JOB}/logs/00000007.002"
-    assert layout.checkpoint(JOB, 7) == f"jobs/{JOB}/checkpoints/00000007"
+    s3, s7, s12 = layout.shard(3), layout.shard(7), layout.shard(12)
+    assert layout.input(JOB, 3) == f"jobs/{JOB}/inputs/{s3}/00000003"
+    assert layout.result(JOB, 12) == f"jobs/{JOB}/results/{s12}/00000012"
+    assert layout.log(JOB, 7, 2) == f"jobs/{JOB}/logs/{s7}/00000007.002"
+    assert layout.checkpoint(JOB, 7) == f"jobs/{JOB}/checkpoints/{s7}/00000007"
     assert layout.status(JOB, "host-1.4242") == f"jobs/{JOB}/status/host-1.4242.json"
     assert layout.node("i-0abc123") == "nodes/i-0abc123.json"
 
@@ -71,16 +72,43 @@ def test_id_round_trips() -> None:
     assert layout.node_of_key(layout.node("ip-10-0-0-5.ec2.internal")) == "ip-10-0-0-5.ec2.internal"
 
 
-def test_sorted_keys_are_in_numeric_order_for_a_million_tasks() -> None:
+def test_by_number_orders_keys_numerically_for_a_million_tasks() -> None:
     numbers = [0, 1, 2, 9, 10, 11, 99, 100, 101, 999_999, 1_000_000, 1_000_001, 12_345_678]
     keys = [layout.result(JOB, n) for n in reversed(numbers)]
-    assert [layout.chunk_of_result_key(k) for k in sorted(keys)] == numbers
+    assert [layout.chunk_of_result_key(k) for k in layout.by_number(keys)] == numbers
 
 
-def test_sorted_log_keys_are_by_task_then_attempt() -> None:
+def test_by_number_orders_log_keys_by_task_then_attempt() -> None:
     pairs = [(1, 1), (1, 2), (1, 10), (2, 1), (10, 1), (10, 100)]
-    keys = sorted(layout.log(JOB, t, a) for t, a in reversed(pairs))
+    keys = layout.by_number(layout.log(JOB, t, a) for t, a in reversed(pairs))
     assert [layout.task_attempt_of_log_key(k) for k in keys] == pairs
+
+
+def test_keys_of_a_big_job_spread_evenly_over_256_prefixes() -> None:
+    counts: dict[str, int] = {}
+    for chunk in range(100_000):
+        prefix = layout.result(JOB, chunk).rsplit("/", 1)[0]
+        counts[prefix] = counts.get(prefix, 0) + 1
+    assert len(counts) == 256
+    assert max(counts.values()) < 1.25 * 100_000 / 256  # no hot prefix
+    # neighbours (a chunk-size-1 job written in order) land on different prefixes
+    assert len({layout.shard(n) for n in range(1_000, 1_016)}) > 12
+
+
+def test_a_key_under_the_wrong_shard_is_refused() -> None:
+    key = layout.result(JOB, 5)
+    wrong = "00" if layout.shard(5) != "00" else "01"
+    moved = key.replace(f"/{layout.shard(5)}/", f"/{wrong}/")
+    with pytest.raises(ConfigError, match="wrong shard"):
+        layout.chunk_of_result_key(moved)
+
+
+def test_a_manifest_of_another_layout_says_which_cheerful_reads_it() -> None:
+    current = {"v": layout.LAYOUT_VERSION, "tasks": 1}
+    assert layout.readable_manifest(JOB, current) is current
+    old = {"v": 1, "versions": {"cheerful": "0.1.0"}}
+    with pytest.raises(ConfigError, match=r"layout v1 by cheerful 0\.1\.0.*submit it again"):
+        layout.readable_manifest(JOB, old)
 
 
 def test_job_ids_from_keys() -> None:
@@ -133,6 +161,9 @@ def test_bad_attempts_are_refused(attempt) -> None:
     [
         "",
         "jobs/j/results/1",
+        "jobs/j/results/00000001",
+        "jobs/j/results/2a/1",
+        "jobs/j/results/2A/00000001",
         "jobs/j/results/000000001",
         "jobs/j/results/0000000a",
         "jobs/j/inputs/00000001",

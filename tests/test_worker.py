@@ -310,7 +310,9 @@ def test_the_job_cache_notices_a_deleted_job():
             return key in self
 
     store = Store()
-    store[layout.manifest("j1")] = json.dumps({"tasks": 3, "retries": 1, "timeout": 2}).encode()
+    store[layout.manifest("j1")] = json.dumps(
+        {"v": layout.LAYOUT_VERSION, "tasks": 3, "retries": 1, "timeout": 2}
+    ).encode()
     store[layout.code("j1")] = b"code"
     cache = JobCache(store)
     spec, _ = cache.spec("j1", 0.0)
@@ -320,3 +322,17 @@ def test_the_job_cache_notices_a_deleted_job():
     assert cache.spec("j1", CANCEL_CHECK_S / 2)[0] == spec  # trusted for a while
     assert cache.spec("j1", CANCEL_CHECK_S + 0.1) == (None, "it was deleted (no manifest)")
     assert cache.spec("j2", 0.0)[0] is None
+
+
+def test_the_job_cache_says_why_it_cannot_serve_a_job_of_another_layout() -> None:
+    class Store(dict):
+        def get(self, key):
+            return self[key]
+
+    store = Store()
+    store[layout.manifest("j1")] = json.dumps({"v": 1, "tasks": 3}).encode()
+    store[layout.code("j1")] = b"code"
+    from cheerful.worker.jobs import JobCache
+
+    spec, why = JobCache(store).spec("j1", 0.0)
+    assert spec is None and "layout v1" in why and "submit it again" in why

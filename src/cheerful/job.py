@@ -203,7 +203,7 @@ class Job:
             raise JobNotFound(
                 f"no job {job_id!r} in backend {backend.url}; known jobs: {listed}"
             ) from None
-        return cls(job_id, backend, json.loads(data))
+        return cls(job_id, backend, layout.readable_manifest(job_id, json.loads(data)))
 
     def __repr__(self) -> str:
         return f"Job({self.id!r}, tasks={self.tasks}, backend={self.backend.url!r})"
@@ -368,9 +368,10 @@ class Job:
 
     def _refresh(self) -> None:
         try:
-            self.manifest = json.loads(self.backend.store.get(layout.manifest(self.id)))
+            data = self.backend.store.get(layout.manifest(self.id))
         except ObjectNotFound:
             raise JobNotFound(f"job {self.id} is gone from {self.backend.url}") from None
+        self.manifest = layout.readable_manifest(self.id, json.loads(data))
 
     def _next_chunk(self) -> int:
         ends = [e["first_chunk"] + e["chunks"] for e in self.manifest.get("resent", ())]
@@ -383,7 +384,7 @@ class Job:
     def _records(self, chunks: Iterable[int] | None = None) -> Iterator[ChunkRecord]:
         store = self.backend.store
         if chunks is None:
-            keys: Iterable[str] = store.list(layout.results_prefix(self.id))
+            keys: Iterable[str] = layout.by_number(store.list(layout.results_prefix(self.id)))
         else:
             keys = [layout.result(self.id, chunk) for chunk in chunks]
         for key in keys:

@@ -5,17 +5,24 @@
     jobs/<job>/manifest.json              spec of the job
     jobs/<job>/code.pkl                   the pickled function, once per job
     jobs/<job>/script                     or the script
-    jobs/<job>/inputs/<chunk>             a chunk's payload too big for a message
-    jobs/<job>/results/<chunk>            outcomes of a chunk's tasks, write-once
-    jobs/<job>/logs/<task>.<attempt>      stdout + stderr of one attempt of a task
-    jobs/<job>/checkpoints/<task>         the latest checkpoint a task saved
+    jobs/<job>/inputs/<ss>/<chunk>        a chunk's payload too big for a message
+    jobs/<job>/results/<ss>/<chunk>       outcomes of a chunk's tasks, write-once
+    jobs/<job>/logs/<ss>/<task>.<attempt> stdout + stderr of one attempt of a task
+    jobs/<job>/checkpoints/<ss>/<task>    the latest checkpoint a task saved
     jobs/<job>/status/<worker>.json       a worker's progress counters for the job
     nodes/<node>.json                     a node's heartbeat
 
 ``<chunk>`` and ``<task>`` are zero-padded to :data:`INDEX_WIDTH` (8) digits and
-``<attempt>`` to :data:`ATTEMPT_WIDTH` (3), so the sorted order of keys is numeric order
-for jobs of up to 100 million tasks (a million-task job uses 7 digits of 8). A larger index
-is refused. Job, worker and node ids match :data:`ID_PATTERN`: letters, digits, ``_``,
+``<attempt>`` to :data:`ATTEMPT_WIDTH` (3), for jobs of up to 100 million tasks. A larger
+index is refused.
+
+``<ss>`` is a shard: two hex digits hashed from the number (:func:`shard`), so the objects
+of a big job spread evenly over 256 prefixes. S3 serves about 3,500 writes a second per
+prefix and splits a busy prefix only after minutes of throttling; a million one-task
+chunks written under one prefix would hit that ceiling, spread over 256 they cannot. A
+directory store gains the same way (no directory with a million entries). The shard
+follows from the number, so every key is still built without a lookup; a listing comes
+back in shard order, and :func:`by_number` puts keys back in numeric order. Job, worker and node ids match :data:`ID_PATTERN`: letters, digits, ``_``,
 ``-`` and ``.``, starting with a letter or digit, at most 128 characters. Prefixes have no
 trailing '/', as ``Store.list`` takes them. Every bad id, index or key raises
 :class:`~cheerful.errors.ConfigError`.
@@ -26,6 +33,7 @@ O(chunks): each worker rewrites its own counters.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 
@@ -33,8 +41,11 @@ from cheerful.errors import ConfigError
 
 __all__ = [
     "ATTEMPT_WIDTH",
+    "LAYOUT_VERSION",
     "ID_PATTERN",
     "INDEX_WIDTH",
+    "by_number",
+    "readable_manifest",
     "cancelled",
     "checkpoint",
     "checkpoints_prefix",
@@ -55,6 +66,7 @@ __all__ = [
     "result",
     "results_prefix",
     "script",
+    "shard",
     "status",
     "status_prefix",
     "task_attempt_of_log_key",
@@ -70,8 +82,12 @@ ATTEMPT_WIDTH = 3
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 """What a job, worker or node id looks like."""
 
+LAYOUT_VERSION = 2
+"""The version of this key scheme, recorded in each manifest as ``v`` (1: no shards)."""
+
 _ID = re.compile(ID_PATTERN)
-_INDEX = rf"(\d{{{INDEX_WIDTH}}})"
+_SHARD = r"([0-9a-f]{2})"
+_INDEX = rf"{_SHARD}/(\d{{{INDEX_WIDTH}}})"
 _JOB = rf"jobs/({ID_PATTERN})"
 _RESULT_KEY = re.compile(rf"{_JOB}/results/{_INDEX}")
 _INPUT_KEY = re.compile(rf"{_JOB}/inputs/{_INDEX}")
@@ -184,23 +200,23 @@ def node(node: str) -> str:
 
 def chunk_of_result_key(key: str) -> int:
     """The chunk number in a result key."""
-    return int(_parse(_RESULT_KEY, key, "result")[1])
+    return _number(_parse(_RESULT_KEY, key, "result"), key, "result")
 
 
 def chunk_of_input_key(key: str) -> int:
     """The chunk number in an input key."""
-    return int(_parse(_INPUT_KEY, key, "input")[1])
+    return _number(_parse(_INPUT_KEY, key, "input"), key, "input")
 
 
 def task_attempt_of_log_key(key: str) -> tuple[int, int]:
     """The task and attempt numbers in a log key."""
-    _, task, attempt = _parse(_LOG_KEY, key, "log")
-    return int(task), int(attempt)
+    groups = _parse(_LOG_KEY, key, "log")
+    return _number(groups, key, "log"), int(groups[3])
 
 
 def task_of_checkpoint_key(key: str) -> int:
     """The task number in a checkpoint key."""
-    return int(_parse(_CHECKPOINT_KEY, key, "checkpoint")[1])
+    return _number(_parse(_CHECKPOINT_KEY, key, "checkpoint"), key, "checkpoint")
 
 
 def worker_of_status_key(key: str) -> str:
@@ -218,8 +234,34 @@ def job_ids_from_keys(keys: Iterable[str]) -> list[str]:
     return sorted({m[1] for m in map(_ANY_JOB_KEY.fullmatch, keys) if m is not None})
 
 
+def readable_manifest(job: str, manifest: dict) -> dict:
+    """``manifest`` if its keys follow this scheme (``v`` is :data:`LAYOUT_VERSION`), else
+    a ConfigError that says which cheerful can read the job."""
+    version = manifest.get("v") if isinstance(manifest, dict) else None
+    if version == LAYOUT_VERSION:
+        return manifest
+    made_by = (manifest.get("versions") or {}).get("cheerful", "?") if version else "?"
+    raise ConfigError(
+        f"job {job} was stored with store layout v{version} by cheerful {made_by}; this "
+        f"cheerful reads layout v{LAYOUT_VERSION}: read or run it with cheerful {made_by}, "
+        "or submit it again"
+    )
+
+
+def shard(number: int) -> str:
+    """The two hex digits that spread the keys of chunk or task ``number``."""
+    return hashlib.blake2b(b"%d" % number, digest_size=1).hexdigest()
+
+
+def by_number(keys: Iterable[str]) -> list[str]:
+    """Input, result, log or checkpoint keys in numeric order (then attempt order)."""
+    return sorted(keys, key=lambda key: key.rsplit("/", 1)[-1])
+
+
 def _index(value: int, what: str) -> str:
-    return _padded(value, INDEX_WIDTH, f"{what} number")
+    """``<ss>/<number>``: the sharded, zero-padded form of a chunk or task number."""
+    padded = _padded(value, INDEX_WIDTH, f"{what} number")
+    return f"{shard(value)}/{padded}"
 
 
 def _attempt(value: int) -> str:
@@ -230,6 +272,14 @@ def _padded(value: int, width: int, what: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**width:
         raise ConfigError(f"{what} must be an int from 0 to {10**width - 1}, not {value!r}")
     return f"{value:0{width}d}"
+
+
+def _number(groups: tuple[str, ...], key: str, what: str) -> int:
+    """The number of a parsed ``<ss>/<number>`` key, checked against its shard."""
+    number = int(groups[2])
+    if groups[1] != shard(number):
+        raise ConfigError(f"{key!r} is not a {what} key of the store layout (wrong shard)")
+    return number
 
 
 def _parse(pattern: re.Pattern[str], key: str, what: str) -> tuple[str, ...]:

@@ -220,7 +220,7 @@ def _manifest(job_id, kind, label, tasks, size, options: _Options, url: str) -> 
     from . import __version__
 
     return {
-        "v": 1,
+        "v": layout.LAYOUT_VERSION,
         "id": job_id,
         "name": options.name,
         "kind": kind,

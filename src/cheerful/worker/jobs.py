@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .. import layout
-from ..errors import ObjectNotFound
+from ..errors import ConfigError, ObjectNotFound
 from ..task import ChunkResult
 from .events import JobSpec
 
@@ -58,8 +58,10 @@ class JobCache:
         try:
             manifest = json.loads(self.store.get(layout.manifest(job)))
             code = self.store.get(layout.code(job))
-            spec = job_spec(job, manifest)
+            spec = job_spec(job, layout.readable_manifest(job, manifest))
         except ObjectNotFound as exc:
+            return None, f"{exc}"
+        except ConfigError as exc:
             return None, f"{exc}"
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return None, f"its manifest cannot be read: {exc!r}"
