@@ -173,6 +173,12 @@ class SqsQueue(Queue):
         self._info = None
         return created
 
+    def queue_names(self, group: str = "") -> tuple[str, str]:
+        """The names of the SQS queue that holds ``group``'s messages (a job's id, or ""
+        for the base queue) and of its dead-letter queue (for IAM policies)."""
+        name = self._queue_name(group)
+        return name, name + _DEAD
+
     def exists(self) -> bool:
         """Tell whether the base queue exists."""
         return self._url(self.name) is not None
