@@ -129,7 +129,7 @@ class S3Store(Store):
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=full)
             except Exception as exc:
-                if error_code(exc) in _NOT_FOUND:
+                if error_code(exc) in _NOT_FOUND or self._denied_but_absent(exc, full):
                     raise ObjectNotFound(f"no value under {key!r} in {self!r}") from None
                 raise
             body = response["Body"]
@@ -147,9 +147,19 @@ class S3Store(Store):
                 self.client.head_object(Bucket=self.bucket, Key=self._full(key))
                 return True
             except Exception as exc:
-                if error_code(exc) in _NOT_FOUND:
+                if error_code(exc) in _NOT_FOUND or self._denied_but_absent(exc, self._full(key)):
                     return False
                 raise
+
+    def _denied_but_absent(self, exc: Exception, full: str) -> bool:
+        """Whether a 403 on a read means "no such key": S3 answers 403, not 404, for a
+        missing key to a role whose ``s3:ListBucket`` is limited to a prefix (the fleet's
+        workers). Listing that one key (allowed under the prefix) tells; a real denial
+        fails the listing too and is raised."""
+        if error_code(exc) not in {"403", "AccessDenied"}:
+            return False
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=full, MaxKeys=1)
+        return not any(item["Key"] == full for item in listed.get("Contents", []))
 
     def _list(self, prefix: str) -> Iterator[str]:
         # S3 lists in UTF-8 byte order (Python's str order), but some compatible services
