@@ -13,6 +13,7 @@ from .errors import (
     CheerfulError,
     CommandFailed,
     ConfigError,
+    FleetError,
     HostUnreachable,
     JobError,
     JobFailed,
@@ -47,20 +48,23 @@ _LAZY = {
     "submit_command": "submission",
     "submit_script": "submission",
 }
+_LAZY_MODULES = {"fleet"}  # cf.fleet.up(...), cf.fleet.status(...), cf.fleet.down(...)
 
 
 def __getattr__(name: str):
-    if name not in _LAZY:
+    if name not in _LAZY and name not in _LAZY_MODULES:
         raise AttributeError(f"module 'cheerful' has no attribute {name!r}")
     import importlib
 
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _LAZY_MODULES)
 
 
 __all__ = [
@@ -72,6 +76,7 @@ __all__ = [
     "ConfigError",
     "Executor",
     "Failure",
+    "FleetError",
     "HostUnreachable",
     "Job",
     "JobError",
@@ -89,6 +94,7 @@ __all__ = [
     "WaitTimeout",
     "WorkerCrashed",
     "__version__",
+    "fleet",
     "imap",
     "jobs",
     "map",

@@ -117,12 +117,27 @@ def main() -> None:
 @main.command()
 @backend_option
 @click.option("--create-bucket", is_flag=True, help="create the S3 bucket too if it does not exist")
-def init(backend, create_bucket) -> None:
+@click.option(
+    "--instance-role",
+    is_flag=True,
+    help="also create the IAM role and instance profile of cloud workers (s3:// only)",
+)
+def init(backend, create_bucket, instance_role) -> None:
     """Create what the backend needs: for s3:// URLs, the SQS queue and its dead-letter
-    queue (and the bucket, with --create-bucket). Running it again changes nothing."""
+    queue (and the bucket, with --create-bucket; the workers' IAM role and instance
+    profile, limited to this backend's queues and prefix, with --instance-role). Running
+    it again changes nothing."""
     from .backends import init_backend, open_backend
 
     created = init_backend(backend, create_bucket=create_bucket)
+    if instance_role:
+        from .backends import parse_s3_url
+        from .errors import ConfigError
+        from .fleet import iam
+
+        if not backend.startswith("s3://"):
+            raise ConfigError("--instance-role is for s3:// backends (cloud workers)")
+        created += iam.ensure_instance_profile(parse_s3_url(backend))[1]
     for line in created:
         out.print(line)
     with open_backend(backend) as opened:
@@ -257,7 +272,9 @@ def submit(script, command, envs, backend, **options) -> None:
 @click.option(
     "--idle-exit",
     type=click.FloatRange(min=0),
-    help="leave after the queue had nothing for this many seconds",
+    default=120.0,
+    show_default=True,
+    help="leave after the queue had nothing for this many seconds ('inf': never)",
 )
 @click.option(
     "--visibility",
@@ -273,7 +290,14 @@ def submit(script, command, envs, backend, **options) -> None:
     show_default=True,
     help="on SIGTERM/SIGINT, seconds running chunks get to finish",
 )
-def worker(backend, job, slots, idle_exit, visibility, grace) -> None:
+@click.option("--node", help="the name of this machine in heartbeats [default: host name]")
+@click.option(
+    "--metadata-url",
+    envvar="CHEERFUL_METADATA_URL",
+    help="EC2 instance metadata service to watch for spot interruption notices "
+    "(http://169.254.169.254 on EC2) [env CHEERFUL_METADATA_URL]",
+)
+def worker(backend, job, slots, idle_exit, visibility, grace, node, metadata_url) -> None:
     """Run tasks from the backend's queue until stopped (or idle for --idle-exit)."""
     from .worker.loop import run_worker
 
@@ -281,7 +305,14 @@ def worker(backend, job, slots, idle_exit, visibility, grace) -> None:
         f"cheerful worker (pid {os.getpid()}) serving {backend}" + (f", job {job}" if job else "")
     )
     summary = run_worker(
-        backend, job=job, slots=slots, idle_exit=idle_exit, visibility=visibility, grace=grace
+        backend,
+        job=job,
+        slots=slots,
+        idle_exit=None if idle_exit == float("inf") else idle_exit,
+        visibility=visibility,
+        grace=grace,
+        node=node,
+        metadata_url=metadata_url or None,
     )
     err.print(str(summary))
 
@@ -346,6 +377,16 @@ def _print_job(job, backend: str) -> None:
         f"{s.total} tasks: {s.done} done, {s.failed} failed, {s.dead} dead, "
         f"{s.running} running, {s.queued} queued; {s.workers} worker(s) reported"
     )
+    if job.backend.url.startswith("s3://"):
+        from .fleet import spent
+
+        try:
+            dollars, running = spent(job.backend.url, job.id)
+        except CheerfulError as exc:  # no EC2 rights: the job's own status still stands
+            err.print(f"(cloud workers unknown: {exc})")
+        else:
+            if dollars or running:
+                out.print(f"cloud workers: {running} running, about ${dollars:.2f} spent so far")
     failures = job.failures()
     if not failures:
         return
@@ -480,3 +521,8 @@ def cancel(job_id, backend) -> None:
         err.print(f"job {job_id} is cancelled")
     else:
         err.print(f"job {job_id} was cancelled already")
+
+
+from .cli_fleet import fleet  # noqa: E402 - its commands live in a module of their own
+
+main.add_command(fleet)

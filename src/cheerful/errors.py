@@ -21,8 +21,9 @@ traceback as ``__cause__``); only when it cannot travel back does it become a
     │   └── WaitTimeout (TimeoutError)  ``Job.wait(timeout=...)`` ran out before the job finished
     ├── BackendError                    the queue or store failed (I/O, service, permissions)
     │   ├── QueueError                  the queue failed, or a receipt is stale
-    │   └── StoreError                  the store failed
-    │       └── ObjectNotFound (KeyError)  a key is absent from the store
+    │   ├── StoreError                  the store failed
+    │   │   └── ObjectNotFound (KeyError)  a key is absent from the store
+    │   └── FleetError                  EC2, IAM or SSM refused or failed a fleet request
     └── CommandFailed                   a command-mode task exited with a non-zero code
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "CheerfulError",
     "CommandFailed",
     "ConfigError",
+    "FleetError",
     "HostUnreachable",
     "JobError",
     "JobFailed",
@@ -157,6 +159,10 @@ class QueueError(BackendError):
 
 class StoreError(BackendError):
     """The store failed."""
+
+
+class FleetError(BackendError):
+    """EC2, IAM or SSM refused or failed a request of ``cheerful fleet``."""
 
 
 class ObjectNotFound(StoreError, KeyError):

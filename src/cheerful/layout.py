@@ -11,6 +11,9 @@
     jobs/<job>/checkpoints/<ss>/<task>    the latest checkpoint a task saved
     jobs/<job>/status/<worker>.json       a worker's progress counters for the job
     nodes/<node>.json                     a node's heartbeat
+    fleet/bundles/<digest>/<file>         what a cloud worker installs (wheel, requirements)
+    fleet/boot/<node>.log                 a cloud worker's bootstrap log
+    fleet/launches/<launch>.json          what one ``fleet up`` launched, where, at what price
 
 ``<chunk>`` and ``<task>`` are zero-padded to :data:`INDEX_WIDTH` (8) digits and
 ``<attempt>`` to :data:`ATTEMPT_WIDTH` (3), for jobs of up to 100 million tasks. A larger
@@ -48,6 +51,8 @@ __all__ = [
     "readable_manifest",
     "cancelled",
     "checkpoint",
+    "boot_log",
+    "bundle_file",
     "checkpoints_prefix",
     "chunk_of_input_key",
     "chunk_of_result_key",
@@ -56,6 +61,8 @@ __all__ = [
     "inputs_prefix",
     "job_ids_from_keys",
     "job_prefix",
+    "launch",
+    "launches_prefix",
     "jobs_prefix",
     "log",
     "logs_prefix",
@@ -95,6 +102,7 @@ _LOG_KEY = re.compile(rf"{_JOB}/logs/{_INDEX}\.(\d{{{ATTEMPT_WIDTH}}})")
 _CHECKPOINT_KEY = re.compile(rf"{_JOB}/checkpoints/{_INDEX}")
 _STATUS_KEY = re.compile(rf"{_JOB}/status/({ID_PATTERN})\.json")
 _NODE_KEY = re.compile(rf"nodes/({ID_PATTERN})\.json")
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}")
 _ANY_JOB_KEY = re.compile(rf"{_JOB}(?:/.*)?")
 
 
@@ -196,6 +204,28 @@ def nodes_prefix() -> str:
 def node(node: str) -> str:
     """The key of the heartbeat of node ``node``."""
     return f"nodes/{validate_id(node, 'node id')}.json"
+
+
+def bundle_file(digest: str, name: str) -> str:
+    """The key of file ``name`` of the cloud worker bundle whose content hash is ``digest``."""
+    if not re.fullmatch(r"[0-9a-f]{8,64}", digest) or not _FILE.fullmatch(name):
+        raise ConfigError(f"bad bundle file {digest!r}/{name!r}")
+    return f"fleet/bundles/{digest}/{name}"
+
+
+def boot_log(node: str) -> str:
+    """The key of the bootstrap log of cloud node ``node`` (an instance id)."""
+    return f"fleet/boot/{validate_id(node, 'node id')}.log"
+
+
+def launches_prefix() -> str:
+    """The prefix of the records of ``fleet up`` launches."""
+    return "fleet/launches"
+
+
+def launch(launch_id: str) -> str:
+    """The key of the record of launch ``launch_id``."""
+    return f"{launches_prefix()}/{validate_id(launch_id, 'launch id')}.json"
 
 
 def chunk_of_result_key(key: str) -> int:

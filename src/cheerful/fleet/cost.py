@@ -1,0 +1,91 @@
+"""What a fleet costs: hourly prices before launch, dollars spent so far for a job.
+
+Spot prices come from EC2's spot price history (the latest price of each instance type in
+each zone). On-demand prices are not in the EC2 API; :data:`ON_DEMAND_USD` holds list
+prices of common types (us-east-1, Linux) and other types show no price. Money spent is
+instance-seconds times the hourly price recorded at launch: an estimate, not the bill.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..aws import aws_errors
+from ..errors import FleetError
+
+__all__ = ["ON_DEMAND_USD", "Estimate", "dollars", "estimate", "spot_prices"]
+
+ON_DEMAND_USD = {
+    "c5.large": 0.085,
+    "c5.xlarge": 0.17,
+    "c5.2xlarge": 0.34,
+    "c6i.large": 0.085,
+    "c6i.xlarge": 0.17,
+    "c6i.2xlarge": 0.34,
+    "c7i.large": 0.08925,
+    "c7g.large": 0.0725,
+    "m5.large": 0.096,
+    "m6i.large": 0.096,
+    "m6i.xlarge": 0.192,
+    "m7i.large": 0.1008,
+    "r6i.large": 0.126,
+    "t3.medium": 0.0416,
+}
+"""On-demand list prices in US dollars per hour (us-east-1, Linux), for estimates only."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The hourly price of ``count`` instances: the typical price of one, and its range."""
+
+    count: int
+    per_instance: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def per_hour(self) -> float | None:
+        """Dollars per hour for the whole fleet (None: no price known)."""
+        return None if self.per_instance is None else self.per_instance * self.count
+
+    def __str__(self) -> str:
+        if self.per_instance is None:
+            return f"{self.count} instance(s); no price known for these types"
+        return (
+            f"{self.count} instance(s) x ${self.per_instance:.4f}/h = ${self.per_hour:.2f}/h "
+            f"(${self.low:.4f} to ${self.high:.4f} per instance-hour)"
+        )
+
+
+def spot_prices(ec2: Any, types: Iterable[str], region: str) -> dict[tuple[str, str], float]:
+    """The latest Linux spot price of each (instance type, zone) in ``region``."""
+    latest: dict[tuple[str, str], tuple[Any, float]] = {}
+    with aws_errors(FleetError, "read the spot price history", region):
+        pages = ec2.get_paginator("describe_spot_price_history").paginate(
+            InstanceTypes=list(types),
+            ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
+            PaginationConfig={"MaxItems": 1000},
+        )
+        for page in pages:
+            for row in page.get("SpotPriceHistory", []):
+                key = (row["InstanceType"], row["AvailabilityZone"])
+                seen = latest.get(key)
+                if seen is None or row["Timestamp"] > seen[0]:
+                    latest[key] = (row["Timestamp"], float(row["SpotPrice"]))
+    return {key: price for key, (_, price) in latest.items()}
+
+
+def estimate(prices: Iterable[float], count: int) -> Estimate:
+    """An :class:`Estimate` for ``count`` instances from the candidate hourly prices."""
+    known = sorted(p for p in prices if p is not None)
+    if not known:
+        return Estimate(count, None, None, None)
+    return Estimate(count, statistics.median(known), known[0], known[-1])
+
+
+def dollars(seconds: float, per_hour: float | None) -> float:
+    """What ``seconds`` of one instance at ``per_hour`` cost (0 with no price)."""
+    return 0.0 if per_hour is None else max(0.0, seconds) / 3600.0 * per_hour
