@@ -23,7 +23,7 @@ from cheerful.worker.events import (
     Release,
     Run,
 )
-from cheerful.worker.state import WorkerState
+from cheerful.worker.state import INTERRUPTION_GRACE_S, WorkerState
 
 JOB = JobSpec("job-1", tasks=100, seed=7, retries=2)
 
@@ -329,6 +329,104 @@ def test_a_second_stop_releases_at_once():
 
 def test_stop_with_nothing_held_exits_at_once():
     assert worker().stop(0.0) == [Exit("stopped")]
+
+
+# --- spot notices -----------------------------------------------------------------------
+
+
+def test_an_interruption_gives_running_chunks_a_short_grace_then_releases_them():
+    w = worker(slots=1, prefetch=1, grace=30.0)
+    (run,) = of(Run, w.received(0.0, [delivery(0), delivery(1)]))
+    assert w.notice(1.0, "interruption") == [Release(("r1",), "worker leaving (spot interruption)")]
+    assert w.wants(1.0) == 0
+    assert not of(Kill, w.tick(1.0 + INTERRUPTION_GRACE_S - 0.1))
+    assert w.tick(1.0 + INTERRUPTION_GRACE_S) == [
+        Kill(run.work_id, "spot interruption"),
+        Release(("r0",), "spot interruption"),
+        Exit("spot interruption"),
+    ]
+
+
+def test_an_interruption_grace_is_never_longer_than_the_configured_one():
+    w = worker(grace=2.0)
+    w.received(0.0, [delivery()])
+    w.notice(1.0, "interruption")
+    assert of(Exit, w.tick(3.0)) == [Exit("spot interruption")]
+
+
+def test_an_interruption_shortens_a_stop_under_way_and_keeps_its_reason():
+    w = worker(grace=300.0)
+    w.received(0.0, [delivery()])
+    w.stop(1.0)
+    w.notice(2.0, "interruption")
+    assert of(Exit, w.tick(2.0 + INTERRUPTION_GRACE_S)) == [Exit("spot interruption")]
+    w = worker(grace=300.0)
+    w.received(0.0, [delivery()])
+    w.notice(1.0, "interruption")
+    assert w.notice(2.0, "interruption") == []  # a repeat changes nothing
+    assert of(Exit, w.stop(3.0)) == [Exit("spot interruption")]  # a stop: at once
+
+
+def test_chunks_that_finish_within_the_interruption_grace_are_recorded():
+    w = worker(grace=30.0)
+    (run,) = w.received(0.0, [delivery()])
+    w.notice(1.0, "interruption")
+    (record,) = of(Record, w.done(2.0, run.work_id, ok(run), {}))
+    assert record.receipt == "r0"
+    assert w.settled(2.1, "r0") == [Exit("spot interruption")]
+
+
+def test_an_interruption_with_no_grace_releases_at_once():
+    w = worker(grace=0.0)
+    (run,) = w.received(0.0, [delivery()])
+    assert w.notice(1.0, "interruption") == [
+        Kill(run.work_id, "spot interruption"),
+        Release(("r0",), "spot interruption"),
+        Exit("spot interruption"),
+    ]
+
+
+def test_a_rebalance_takes_no_new_work_and_leaves_when_running_chunks_are_done():
+    w = worker(slots=1, prefetch=1, grace=1.0)
+    (run,) = of(Run, w.received(0.0, [delivery(0), delivery(1)]))
+    assert w.notice(1.0, "rebalance") == [Release(("r1",), "worker leaving (rebalance)")]
+    assert w.wants(1.0) == 0
+    assert not of(Kill, w.tick(1000.0))  # no deadline: the chunk finishes however long
+    (retry,) = of(Run, w.done(1001.0, run.work_id, ok(run, skip={1}), {}))
+    assert retry.indices == (1,)  # retries of a running chunk still run
+    assert of(Record, w.done(1002.0, retry.work_id, ok(retry), {}))
+    assert w.settled(1002.1, "r0") == [Exit("rebalance")]
+
+
+def test_a_message_received_as_the_worker_leaves_is_released():
+    w = worker(slots=2)
+    w.received(0.0, [delivery(0)])
+    w.notice(1.0, "rebalance")
+    assert w.received(1.5, [delivery(1)]) == [Release(("r1",), "worker leaving (rebalance)")]
+
+
+def test_after_a_rebalance_an_interruption_or_a_stop_still_apply():
+    w = worker(grace=30.0)
+    w.received(0.0, [delivery()])
+    w.notice(1.0, "rebalance")
+    w.notice(2.0, "interruption")
+    assert of(Exit, w.tick(2.0 + INTERRUPTION_GRACE_S)) == [Exit("spot interruption")]
+    w = worker(grace=30.0)
+    w.received(0.0, [delivery()])
+    w.notice(1.0, "rebalance")
+    w.stop(2.0)
+    assert of(Exit, w.tick(32.0)) == [Exit("grace expired")]
+    w = worker(grace=30.0)
+    w.received(0.0, [delivery()])
+    w.stop(1.0)
+    assert w.notice(2.0, "rebalance") == []  # the stop goes on, with its grace
+
+
+def test_a_notice_with_nothing_held_exits_at_once():
+    assert worker().notice(0.0, "interruption") == [Exit("spot interruption")]
+    assert worker().notice(0.0, "rebalance") == [Exit("rebalance")]
+    with pytest.raises(ValueError, match="notice kind"):
+        worker().notice(0.0, "reboot")
 
 
 # --- idle exit --------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 ``state`` decides (a pure state machine, events in, actions out; ``events`` holds its
 values), ``loop`` does the I/O, ``jobs`` keeps the job specs and the worker's counters,
-``logs`` stores the task logs. See ``docs/durable.md``, "Worker".
+``logs`` stores the task logs, ``spot`` watches for EC2 spot notices. See
+``docs/durable.md``, "Worker".
 """
 
 from .loop import WorkerSummary, run_worker, worker_id

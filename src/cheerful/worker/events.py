@@ -149,7 +149,8 @@ class Record:
 
 @dataclass(frozen=True)
 class Exit:
-    """Leave: nothing is held any more. ``reason`` is "idle", "stopped" or "grace expired"."""
+    """Leave: nothing is held any more. ``reason`` is "idle", "stopped", "grace expired",
+    "spot interruption" or "rebalance"."""
 
     reason: str
 

@@ -7,6 +7,10 @@ not, the inputs), runs chunks on a :class:`~cheerful.worker.slots.SlotPool` and 
 logs, then the record (first write wins), then its counters, and only then deletes the
 message: a worker killed at any instant loses nothing, its messages reappear after the
 visibility timeout and run elsewhere.
+
+With a metadata URL (an EC2 instance's), a :class:`~cheerful.worker.spot.SpotWatcher`
+polls for spot notices in a thread; each turn hands a new one to the state machine
+(:meth:`WorkerState.notice`), which decides how the worker winds down.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .events import Config, DeadLetter, Delete, Delivery, Extend, Kill, Record, 
 from .jobs import Counters, JobCache
 from .logs import TaskLogs
 from .slots import PackedChunk, SlotPool
+from .spot import METADATA_URL_ENV, SpotWatcher
 from .state import WorkerState
 
 __all__ = ["WorkerSummary", "run_worker", "worker_id"]
@@ -52,7 +57,8 @@ RECORD_RETRY_S = 1.0
 
 @dataclass(frozen=True)
 class WorkerSummary:
-    """What a worker did before it left: ``reason`` is "idle", "stopped" or "grace expired"."""
+    """What a worker did before it left: ``reason`` is "idle", "stopped", "grace expired",
+    "spot interruption" or "rebalance"."""
 
     worker: str
     reason: str
@@ -83,6 +89,7 @@ def run_worker(
     grace: float = 30.0,
     node: str | None = None,
     stop_event: threading.Event | None = None,
+    metadata_url: str | None = None,
 ) -> WorkerSummary:
     """Run chunks from ``backend``'s queue until stopped or idle; return what was done.
 
@@ -95,9 +102,21 @@ def run_worker(
     ``stop_event`` is set, running chunks get ``grace`` seconds to finish, then their
     messages are released (a second signal releases them at once). ``node`` names the
     machine in the worker's id (default: the host name).
+
+    ``metadata_url`` is the instance metadata service to poll for EC2 spot notices
+    (IMDSv2, every 5 s; on EC2 ``http://169.254.169.254``); when None, the environment
+    variable ``CHEERFUL_METADATA_URL``; when neither is set (or empty) nothing is polled.
+    On an interruption notice the worker stops receiving, gives running chunks
+    ``min(grace, 10)`` seconds, releases the rest at once and exits with reason
+    "spot interruption" (node heartbeat state "interrupted"); on a rebalance
+    recommendation it stops receiving, lets running chunks finish and exits with reason
+    "rebalance".
     """
     config = _config(job, slots, idle_exit, visibility, grace)
     worker = worker_id(node)
+    if metadata_url is None:
+        metadata_url = os.environ.get(METADATA_URL_ENV) or None
+    watcher = SpotWatcher(metadata_url) if metadata_url else None
     opened = None if _is_backend(backend) else _open(backend)
     if (opened or backend).queue.remote:  # hold a chunk per slot in reserve: fewer receives
         config = dataclasses.replace(config, prefetch=config.slots)
@@ -107,9 +126,12 @@ def run_worker(
             pool = SlotPool(config.slots, log_dir, cores_each=cores_each)
             try:
                 loop = _Loop(opened or backend, pool, config, worker, log_dir, stop_event)
+                loop.watcher = watcher and watcher.start()
                 with _signals(loop):
                     return loop.run()
             finally:
+                if watcher is not None:
+                    watcher.close()
                 pool.close(kill=True)
     finally:
         if opened is not None:
@@ -168,6 +190,8 @@ class _Loop:
         self.queue, self.store = backend.queue, backend.store
         self.pool, self.config, self.worker, self.log_dir = pool, config, worker, log_dir
         self.stop_event = stop_event
+        self.watcher: SpotWatcher | None = None
+        self.noticed: set[str] = set()
         self.signals = self.stops_seen = 0
         self.started = time.monotonic()
         self.state = WorkerState(config, self.started)
@@ -190,6 +214,10 @@ class _Loop:
 
     def _turn(self) -> None:
         self._check_stop()
+        self._check_notice()
+        if self.state.deadline is not None:  # chunks that just ended are stored, not killed
+            for event in self.pool.wait(0):
+                self._event(event)
         now = time.monotonic()
         self._act(self.state.tick(now, self.pool.running()))
         if self.state.exited:
@@ -421,6 +449,14 @@ class _Loop:
             now = time.monotonic()
             self._act(self.state.stop(now, force=asked > 1))
 
+    def _check_notice(self) -> None:
+        notice = self.watcher.latest if self.watcher is not None else None
+        if notice is None or notice.kind in self.noticed:
+            return
+        self.noticed.add(notice.kind)
+        _warn(f"{notice}: taking no more work, {len(self.state.chunks)} chunk(s) held")
+        self._act(self.state.notice(time.monotonic(), notice.kind))
+
     def _beat(self) -> None:
         now = time.monotonic()
         try:
@@ -462,7 +498,7 @@ class _Loop:
             self.counters.flush(time.monotonic(), lambda job: 0, force=True)
         except BackendError as exc:
             _warn(f"writing the counters failed: {exc}")
-        self._write_node("stopped")
+        self._write_node("interrupted" if self.state.exited == "spot interruption" else "stopped")
 
     def _summary(self) -> WorkerSummary:
         totals = self.counters.totals()

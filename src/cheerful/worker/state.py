@@ -19,7 +19,10 @@ What it decides:
   counting an attempt for them;
 - heartbeats (one batched extend every ``visibility / 3``), timeouts (kill the slot),
   recording a finished chunk, a graceful stop (release work not started, let running
-  chunks finish within ``grace``, then release them too) and leaving when idle.
+  chunks finish within ``grace``, then release them too) and leaving when idle;
+- EC2 spot notices (:meth:`WorkerState.notice`): an interruption is a stop whose grace is
+  at most :data:`INTERRUPTION_GRACE_S`; a rebalance recommendation stops receiving and
+  leaves once the chunks held have finished, with no time limit.
 """
 
 from __future__ import annotations
@@ -50,7 +53,22 @@ from .events import (
     Run,
 )
 
-__all__ = ["WorkerState"]
+__all__ = ["INTERRUPTION_GRACE_S", "NOTICE_KINDS", "WorkerState"]
+
+INTERRUPTION_GRACE_S = 10.0
+"""Longest grace running chunks get after a spot interruption notice (``grace`` if less).
+
+Well under the notice's two minutes: the notice is seen up to a poll (5 s) late, the
+instance may go before the time announced, and after the grace the worker still has to
+kill its slots, release the messages, write its counters and heartbeat (seconds against a
+remote queue and store). A chunk that cannot finish in 10 s would rarely finish in two
+minutes either; released at once, it starts again on another worker within seconds,
+whereas a message held by a vanished instance comes back only after its visibility
+timeout."""
+NOTICE_KINDS = ("interruption", "rebalance")
+"""The kinds of :meth:`WorkerState.notice` (as :class:`cheerful.worker.spot.SpotNotice`)."""
+SPOT_INTERRUPTION = "spot interruption"
+REBALANCE = "rebalance"
 
 
 # --- the state --------------------------------------------------------------------------
@@ -85,7 +103,9 @@ class WorkerState:
         self.chunks: dict[str, _Chunk] = {}  # by receipt, in arrival order
         self.runs: dict[int, Run] = {}
         self.kills: dict[int, int | None] = {}  # work_id -> the index that overran
-        self.stopping_since: float | None = None
+        self.leaving: str | None = None  # the reason to exit once nothing is held
+        self.deadline: float | None = None  # when running chunks are killed and released
+        self._expired = "grace expired"  # the exit reason when the deadline passes
         self.exited: str | None = None
         self._ids = itertools.count(1)
         self._last_extend = now
@@ -94,8 +114,8 @@ class WorkerState:
     # Queries.
 
     def wants(self, now: float) -> int:
-        """How many messages to receive now (0 while stopping)."""
-        if self.stopping_since is not None or self.exited:
+        """How many messages to receive now (0 while stopping or leaving)."""
+        if self.leaving is not None or self.exited:
             return 0
         return max(0, self.config.slots + self.config.prefetch - len(self.chunks))
 
@@ -118,6 +138,8 @@ class WorkerState:
         actions: list[Action] = []
         for delivery in deliveries:
             verdict = self._verdict(delivery)
+            if verdict is None and self.leaving is not None:  # received as the stop came
+                verdict = Release((delivery.receipt,), f"worker leaving ({self.leaving})")
             if verdict is None:
                 self._accept(delivery)
                 self._idle_since = None
@@ -211,8 +233,8 @@ class WorkerState:
         if self.exited:
             return []
         actions: list[Action] = []
-        if self.stopping_since is not None and now >= self.stopping_since + self.config.grace:
-            return self._give_up("grace expired")
+        if self.deadline is not None and now >= self.deadline:
+            return self._give_up(self._expired)
         if now >= self._last_extend + self.config.heartbeat:
             self._last_extend = now
             receipts = tuple(r for r, c in self.chunks.items() if not c.lost)
@@ -227,16 +249,52 @@ class WorkerState:
         seconds (none with ``force``, or on a second stop)."""
         if self.exited:
             return []
-        if force or self.stopping_since is not None:
-            return self._give_up("grace expired")
-        self.stopping_since = now
+        if force or self.deadline is not None:
+            return self._give_up(self._expired)
+        return self._wind_down(now, "stopped", now + self.config.grace, "grace expired")
+
+    def notice(self, now: float, kind: str) -> list[Action]:
+        """An EC2 spot notice came (``kind`` in :data:`NOTICE_KINDS`).
+
+        "interruption": as :meth:`stop`, but running chunks get at most
+        :data:`INTERRUPTION_GRACE_S` seconds (less if ``grace`` is less, or if a stop's
+        grace ends sooner); then they are killed and released, and the worker exits with
+        "spot interruption". "rebalance": stop receiving, release what has not started,
+        let running chunks finish however long they take, then exit with "rebalance".
+        Repeated notices change nothing; a stop after a notice works as after a stop.
+        """
+        if kind not in NOTICE_KINDS:
+            raise ValueError(f"notice kind must be one of {NOTICE_KINDS}, not {kind!r}")
+        if self.exited:
+            return []
+        if kind == "rebalance":
+            if self.leaving is not None:  # stopping already (or interrupted): that goes on
+                return []
+            return self._wind_down(now, REBALANCE, None, "grace expired")
+        if self._expired == SPOT_INTERRUPTION:
+            return []
+        deadline = now + min(self.config.grace, INTERRUPTION_GRACE_S)
+        if self.deadline is not None:
+            deadline = min(deadline, self.deadline)
+        return self._wind_down(now, SPOT_INTERRUPTION, deadline, SPOT_INTERRUPTION)
+
+    # Decisions.
+
+    def _wind_down(
+        self, now: float, reason: str, deadline: float | None, expired: str
+    ) -> list[Action]:
+        """Stop receiving; release what has not started; running chunks go on until
+        ``deadline`` (None: until they finish); exit with ``reason`` once nothing is held,
+        or with ``expired`` at the deadline."""
+        self.leaving, self.deadline, self._expired = reason, deadline, expired
         waiting = [r for r, c in self.chunks.items() if not c.started]
         for receipt in waiting:
             del self.chunks[receipt]
-        actions: list[Action] = [Release(tuple(waiting), "worker stopping")] if waiting else []
+        why = "worker stopping" if reason == "stopped" else f"worker leaving ({reason})"
+        actions: list[Action] = [Release(tuple(waiting), why)] if waiting else []
+        if deadline is not None and now >= deadline and self.chunks:
+            return actions + self._give_up(expired)  # no grace at all: release at once
         return actions + self._maybe_exit(now)
-
-    # Decisions.
 
     def _verdict(self, d: Delivery) -> Action | None:
         m = d.message
@@ -293,7 +351,7 @@ class WorkerState:
         actions: list[Action] = []
         for chunk in self.chunks.values():
             while chunk.todo and len(self.runs) < self.config.slots:
-                if self.stopping_since is not None and not chunk.started:
+                if self.leaving is not None and not chunk.started:
                     break
                 indices, attempts = chunk.todo.popleft()
                 run = Run(
@@ -341,8 +399,8 @@ class WorkerState:
     def _maybe_exit(self, now: float) -> list[Action]:
         if self.exited or self.chunks:
             return []
-        if self.stopping_since is not None:
-            return self._exit("stopped")
+        if self.leaving is not None:
+            return self._exit(self.leaving)
         idle, since = self.config.idle_exit, self._idle_since
         if idle is not None and since is not None and now - since >= idle:
             return self._exit("idle")
