@@ -223,3 +223,15 @@ def test_a_local_backend_or_a_missing_job_is_refused(s3_url, tmp_path) -> None:
         cf.fleet.up(f"local://{tmp_path}", count=1)
     with pytest.raises(ConfigError, match="submit it first"):
         cf.fleet.up(s3_url, job="no-such-job", count=1)
+
+
+def test_init_makes_the_instance_role_of_every_job_once(s3_url, tmp_path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["init", "--backend", s3_url, "--instance-role"])
+    assert first.exit_code == 0, first.output
+    assert "instance profile" in first.output.lower()
+    again = runner.invoke(main, ["init", "--backend", s3_url, "--instance-role"])
+    assert again.exit_code == 0 and "nothing to do" in again.output, again.output
+    local = runner.invoke(main, ["init", "--backend", f"local://{tmp_path}/x", "--instance-role"])
+    assert local.exit_code == 2 and "s3:// backends" in local.output
+    assert not (tmp_path / "x").exists()

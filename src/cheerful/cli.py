@@ -129,14 +129,15 @@ def init(backend, create_bucket, instance_role) -> None:
     it again changes nothing."""
     from .backends import init_backend, open_backend
 
+    from .errors import ConfigError
+
+    if instance_role and not backend.startswith("s3://"):
+        raise ConfigError("--instance-role is for s3:// backends (cloud workers)")
     created = init_backend(backend, create_bucket=create_bucket)
     if instance_role:
         from .backends import parse_s3_url
-        from .errors import ConfigError
         from .fleet import iam
 
-        if not backend.startswith("s3://"):
-            raise ConfigError("--instance-role is for s3:// backends (cloud workers)")
         created += iam.ensure_instance_profile(parse_s3_url(backend))[1]
     for line in created:
         out.print(line)
