@@ -128,7 +128,6 @@ def init(backend, create_bucket, instance_role) -> None:
     profile, limited to this backend's queues and prefix, with --instance-role). Running
     it again changes nothing."""
     from .backends import init_backend, open_backend
-
     from .errors import ConfigError
 
     if instance_role and not backend.startswith("s3://"):
