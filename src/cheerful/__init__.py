@@ -39,6 +39,9 @@ __version__ = "0.1.0"
 
 # Durable jobs load on first use: ``import cheerful`` stays light (no sqlite3).
 _LAZY = {
+    "checkpoint": "checkpoints",
+    "interrupted": "checkpoints",
+    "restore": "checkpoints",
     "CommandResult": "modes",
     "Job": "job",
     "JobStatus": "job",
@@ -94,12 +97,15 @@ __all__ = [
     "WaitTimeout",
     "WorkerCrashed",
     "__version__",
+    "checkpoint",
     "fleet",
     "imap",
+    "interrupted",
     "jobs",
     "map",
     "plan",
     "processes",
+    "restore",
     "sequential",
     "ssh",
     "starmap",

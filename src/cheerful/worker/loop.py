@@ -123,7 +123,8 @@ def run_worker(
     try:
         with tempfile.TemporaryDirectory(prefix="cheerful-worker-") as log_dir:
             cores_each = max(1, owned_cores() // config.slots)
-            pool = SlotPool(config.slots, log_dir, cores_each=cores_each)
+            store = (opened or backend).store
+            pool = SlotPool(config.slots, log_dir, cores_each=cores_each, store=store)
             try:
                 loop = _Loop(opened or backend, pool, config, worker, log_dir, stop_event)
                 loop.watcher = watcher and watcher.start()
@@ -336,6 +337,7 @@ class _Loop:
             run.inputs,
             len(run.message.indices),
             run.job.star,
+            run.job.id,
         )
         code = self.jobs.code(run.job.id)
         self.pool.send(Work(run.work_id, run.job.id, code, packed, run.job.seed))
@@ -447,6 +449,7 @@ class _Loop:
         if asked > self.stops_seen:
             self.stops_seen = asked
             now = time.monotonic()
+            self.pool.tell_leaving()  # cf.interrupted(): running tasks checkpoint now
             self._act(self.state.stop(now, force=asked > 1))
 
     def _check_notice(self) -> None:
@@ -455,6 +458,8 @@ class _Loop:
             return
         self.noticed.add(notice.kind)
         _warn(f"{notice}: taking no more work, {len(self.state.chunks)} chunk(s) held")
+        if notice.kind == "interruption":
+            self.pool.tell_leaving()
         self._act(self.state.notice(time.monotonic(), notice.kind))
 
     def _beat(self) -> None:

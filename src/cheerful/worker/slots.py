@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..checkpoints import DurableContext, set_context
 from ..errors import SerializationError
 from ..plans.base import Done
 from ..plans.processes import (
@@ -49,6 +50,7 @@ class PackedChunk:
     inputs: bytes
     count: int
     star: bool = False
+    job: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,28 @@ class SlotPool(ProcessPool):
     the worker decides when they stop.
     """
 
-    def __init__(self, slots: int, log_dir: str, *, cores_each: int = 1, method: str = "fork"):
+    def __init__(
+        self,
+        slots: int,
+        log_dir: str,
+        *,
+        cores_each: int = 1,
+        method: str = "fork",
+        store: Any = None,
+    ):
         ctx = mp.get_context(method)
-        self.log_dir = log_dir
+        self.log_dir, self.store = log_dir, store
         self._crash_offsets: dict[int, int] = {}
         self.starts, self.offsets = shared_array(ctx, "d", slots), shared_array(ctx, "q", slots)
+        self.leaving = shared_array(ctx, "b", 1)
         super().__init__(slots, cores_each, method)
 
+    def tell_leaving(self) -> None:
+        """Make ``cf.interrupted()`` True in every slot: tasks should checkpoint now."""
+        self.leaving[0] = 1
+
     def _child_main(self, child: Connection, position: int, inherited: list) -> tuple:
-        capture = (self.log_dir, self.starts, self.offsets)
+        capture = (self.log_dir, self.starts, self.offsets, self.store, self.leaving)
         return _slot_main, (child, self._marks, position, self._cores_each, inherited, capture)
 
     def running(self) -> dict[int, tuple[int, float]]:
@@ -146,7 +161,7 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
     _die_with_parent()
     set_worker_levels(())
     _standard_streams()
-    log_dir, starts, offsets = capture
+    log_dir, starts, offsets, store, leaving = capture
     fn_key, fn, problem = "", None, None
     while (received := receive_work(conn)) is not None:
         header, payload, buffers = received
@@ -154,6 +169,8 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
         if key != fn_key or fn_bytes:
             fn_key, fn, problem = key, *_load_function(fn_bytes)
         packed = loads_oob(payload, buffers)
+        if store is not None and packed.job:
+            set_context(DurableContext(store, packed.job, leaving))
         capture_to = _Capture(log_path(log_dir, work_id), marks, starts, offsets, position)
         result = capture_to.run(fn, problem, packed, seed)
         conn.send_bytes(pack_result(result))
