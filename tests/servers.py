@@ -72,10 +72,16 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 class MotoServer:
-    """``moto_server`` on a free port of 127.0.0.1; :attr:`endpoint` is its URL."""
+    """``moto_server`` on a free port of 127.0.0.1; :attr:`endpoint` is its URL.
 
-    def __init__(self, workdir: Path) -> None:
+    ``env`` adds to the server process's environment, e.g.
+    ``{"INITIAL_NO_AUTH_ACTION_COUNT": "3"}``: moto then lets the first 3 requests through
+    and enforces the IAM policies of its own IAM users on every later one.
+    """
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.env = dict(env or {})
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -94,7 +100,7 @@ class MotoServer:
                 [*args, "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **TEST_CREDENTIALS},
+                env={**os.environ, **TEST_CREDENTIALS, **self.env},
                 start_new_session=True,
             )
         wait_for_port(self.port, self.process, 30, log)
