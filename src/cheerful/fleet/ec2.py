@@ -139,12 +139,11 @@ def up(backend: str, *, job: str | None = None, **options: Any) -> Launch:
         )
         launch.user_data = render_user_data(boot)
         profile = _profile(where, job, opts, launch)
-        prices: list[float] = []
-        for region, count in _split(opts.count, opts.regions or (_region(where),)):
-            prices += _launch_region(where, region, count, job, opts, profile, launch)
-        launch.estimate = estimate(prices, opts.count)
+        shares = _split(opts.count, opts.regions or (_region(where),))
+        plans = [_plan_region(where, r, n, job, opts, profile, launch) for r, n in shares]
+        launch.estimate = estimate([p for plan in plans for p in plan.candidates], opts.count)
         if not opts.dry_run:
-            _record(opened.store, where, launch, opts)
+            _launch_all(opened.store, where, plans, opts, launch)
     if not opts.dry_run and launch.granted == 0:
         warnings.warn(
             f"EC2 granted no instance ({'; '.join(launch.errors) or 'no reason given'}); the "
@@ -298,10 +297,25 @@ def _profile(where: S3Location, job: str | None, opts: FleetOptions, launch: Lau
     return name
 
 
-def _launch_region(
+@dataclass
+class _RegionPlan:
+    """One region's share of a launch, checked before anything is launched anywhere."""
+
+    region: str
+    count: int
+    template: dict
+    request: dict
+    subnets: dict[str, str]
+    prices: dict[tuple[str, str], float]
+    candidates: list[float]
+    tags: list[dict]
+
+
+def _plan_region(
     where: S3Location, region: str, count: int, job, opts: FleetOptions, profile: str, launch
-) -> list[float]:
-    """Launch ``count`` instances in ``region``; return the candidate hourly prices."""
+) -> _RegionPlan:
+    """Look up what a launch in ``region`` needs (architectures, images, subnets, prices)
+    and build its launch template data and fleet request; launches nothing."""
     ec2 = _ec2(where, region)
     arches = _architectures(ec2, opts.types, region)
     images = {arch: opts.image or _image(where, region, arch) for arch in set(arches.values())}
@@ -323,29 +337,43 @@ def _launch_region(
         if opts.spot
         else [ON_DEMAND_USD.get(t) for t in opts.types]
     )
-    if opts.dry_run:
-        return [p for p in candidates if p is not None]
+    return _RegionPlan(
+        region,
+        count,
+        template,
+        request,
+        dict(subnets),
+        prices,
+        [p for p in candidates if p is not None],
+        tags,
+    )
+
+
+def _launch_region(where: S3Location, plan: _RegionPlan, opts: FleetOptions, launch) -> None:
+    """Make the launch template and the fleet of ``plan``; note the instances granted."""
+    ec2, region = _ec2(where, plan.region), plan.region
     name = f"cheerful-{launch.id}"
     with aws_errors(FleetError, "create a launch template", f"{name} in {region}"):
         made = ec2.create_launch_template(
             LaunchTemplateName=name,
-            LaunchTemplateData=template,
-            TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}],
+            LaunchTemplateData=plan.template,
+            TagSpecifications=[{"ResourceType": "launch-template", "Tags": plan.tags}],
         )
     template_id = made["LaunchTemplate"]["LaunchTemplateId"]
-    request["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"] = {
+    launch.requests[region]["launch_template"] = template_id
+    plan.request["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"] = {
         "LaunchTemplateId": template_id,
         "Version": "$Latest",
     }
-    answer = _create_fleet(ec2, request, f"{count} instance(s) in {region}")
+    answer = _create_fleet(ec2, plan.request, f"{plan.count} instance(s) in {region}")
     launch.errors += [
         f"{region}: {e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in answer.get("Errors", [])
     ]
     for group in answer.get("Instances", []):
         chosen = group.get("LaunchTemplateAndOverrides", {}).get("Overrides", {})
         kind = group.get("InstanceType") or chosen.get("InstanceType")
-        zone = dict(subnets).get(chosen.get("SubnetId"), "")
-        price = prices.get((kind, zone)) if opts.spot else ON_DEMAND_USD.get(kind)
+        zone = plan.subnets.get(chosen.get("SubnetId"), "")
+        price = plan.prices.get((kind, zone)) if opts.spot else ON_DEMAND_USD.get(kind)
         for instance_id in group.get("InstanceIds", []):
             launch.instances.append(
                 {
@@ -357,8 +385,24 @@ def _launch_region(
                     "price": price,
                 }
             )
-    launch.requests[region]["launch_template"] = template_id
-    return [p for p in candidates if p is not None]
+
+
+def _launch_all(store, where: S3Location, plans: list, opts: FleetOptions, launch) -> None:
+    """Launch every region's share; a region that fails does not undo the others: what
+    was launched is recorded (so ``status`` and ``down`` find it) before the first
+    failure is raised, or noted as an error when some instances were granted."""
+    failed: list[Exception] = []
+    try:
+        for plan in plans:
+            try:
+                _launch_region(where, plan, opts, launch)
+            except FleetError as exc:
+                failed.append(exc)
+                launch.errors.append(f"{plan.region}: {exc}")
+    finally:
+        _record(store, where, launch, opts)
+    if failed and launch.granted == 0:
+        raise failed[0]
 
 
 def _create_fleet(ec2, request: dict, what: str) -> dict:
