@@ -235,3 +235,15 @@ def test_init_makes_the_instance_role_of_every_job_once(s3_url, tmp_path) -> Non
     local = runner.invoke(main, ["init", "--backend", f"local://{tmp_path}/x", "--instance-role"])
     assert local.exit_code == 2 and "s3:// backends" in local.output
     assert not (tmp_path / "x").exists()
+
+
+def test_money_is_readable_at_every_scale() -> None:
+    from cheerful.fleet.cost import money
+
+    assert [money(x) for x in (0, 1e-05, 0.0123, 0.1, 1234.5)] == [
+        "$0",
+        "$0.00001",
+        "$0.0123",
+        "$0.10",
+        "$1,234.50",
+    ]

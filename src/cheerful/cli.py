@@ -263,6 +263,10 @@ def submit(script, command, envs, backend, **options) -> None:
         f"submitted {job.tasks} tasks; start workers with:\n"
         f"  {_command('worker', backend, '--job', job.id)}"
     )
+    if job.backend.url.startswith("s3://"):
+        err.print(
+            f"or on EC2 spot instances:\n  {_command('fleet up', backend, '--job', job.id, '--count', 'N')}"
+        )
 
 
 @main.command()
@@ -386,7 +390,9 @@ def _print_job(job, backend: str) -> None:
             err.print(f"(cloud workers unknown: {exc})")
         else:
             if dollars or running:
-                out.print(f"cloud workers: {running} running, about ${dollars:.2f} spent so far")
+                from .fleet.cost import money
+
+                out.print(f"cloud workers: {running} running, about {money(dollars)} spent so far")
     failures = job.failures()
     if not failures:
         return

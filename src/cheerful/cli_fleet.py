@@ -5,6 +5,7 @@ Parses, calls :mod:`cheerful.fleet`, prints; no logic lives here.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -12,6 +13,7 @@ import click
 from rich import box
 from rich.table import Table
 
+from .fleet.cost import money
 from .fleet.ec2 import DEFAULT_IDLE_EXIT_S, DEFAULT_TYPES
 
 BACKEND_HELP = "an s3:// backend URL (SQS + S3) [env CHEERFUL_BACKEND]"
@@ -80,7 +82,10 @@ def up(backend, job, types, regions, **options) -> None:
         )
     if options["dry_run"]:
         out.print("# user-data\n" + launch.user_data)
-        out.print("# requests, per region\n" + json.dumps(launch.requests, indent=2))
+        shown = copy.deepcopy(launch.requests)
+        for part in shown.values():
+            part["LaunchTemplateData"]["UserData"] = "(the user-data above, base64)"
+        out.print("# requests, per region\n" + json.dumps(shown, indent=2))
         err.print(f"dry run: nothing launched. Estimate: {launch.estimate}")
         return
     for line in launch.created:
@@ -119,14 +124,14 @@ def status(backend, job) -> None:
             i.lifecycle,
             i.state,
             _age(i.age_s),
-            "-" if i.price is None else f"{i.price:.4f}",
+            "-" if i.price is None else money(i.price),
             str(i.tasks_done),
             i.job or "(all)",
         )
     out.print(table)
     live = [i for i in found if i.state in ("pending", "running")]
     hourly = sum(i.price or 0.0 for i in live)
-    err.print(f"{len(live)} running, about ${hourly:.2f}/h")
+    err.print(f"{len(live)} running, about {money(hourly)}/h")
 
 
 @fleet.command()

@@ -16,7 +16,7 @@ from typing import Any
 from ..aws import aws_errors
 from ..errors import FleetError
 
-__all__ = ["ON_DEMAND_USD", "Estimate", "dollars", "estimate", "spot_prices"]
+__all__ = ["ON_DEMAND_USD", "Estimate", "dollars", "estimate", "money", "spot_prices"]
 
 ON_DEMAND_USD = {
     "c5.large": 0.085,
@@ -55,8 +55,9 @@ class Estimate:
         if self.per_instance is None:
             return f"{self.count} instance(s); no price known for these types"
         return (
-            f"{self.count} instance(s) x ${self.per_instance:.4f}/h = ${self.per_hour:.2f}/h "
-            f"(${self.low:.4f} to ${self.high:.4f} per instance-hour)"
+            f"{self.count} instance(s) x {money(self.per_instance)}/h = "
+            f"{money(self.per_hour)}/h ({money(self.low)} to {money(self.high)} per "
+            "instance-hour)"
         )
 
 
@@ -84,6 +85,14 @@ def estimate(prices: Iterable[float], count: int) -> Estimate:
     if not known:
         return Estimate(count, None, None, None)
     return Estimate(count, statistics.median(known), known[0], known[-1])
+
+
+def money(amount: float) -> str:
+    """``amount`` dollars for people: cents from a dime up, else up to 6 decimals (a spot
+    price of $0.0123/h stays readable, never in scientific notation)."""
+    if amount >= 0.1:
+        return f"${amount:,.2f}"
+    return "$" + (f"{amount:.6f}".rstrip("0").rstrip(".") or "0")
 
 
 def dollars(seconds: float, per_hour: float | None) -> float:
