@@ -121,4 +121,5 @@ def worker_fleet(backend, count: int, tasks_dir: str, **options) -> LocalFleet:
 def all_records(backend: Backend, job) -> list[ChunkRecord]:
     """Every chunk record stored for ``job``, in chunk order."""
     store = backend.store
-    return [loads(store.get(key)) for key in store.list(layout.results_prefix(job.id))]
+    keys = layout.by_number(store.list(layout.results_prefix(job.id)))
+    return [loads(store.get(key)) for key in keys]

@@ -403,3 +403,17 @@ def test_moto_authorizes_some_sqs_calls_differently_from_aws(deployment):
     error = denied(sqs.delete_message_batch, QueueUrl=queue, Entries=entries)
     assert "sqs:DeleteMessageBatch" in str(error)
     sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])  # the rest works
+
+
+def test_a_worker_the_queue_refuses_leaves_after_its_idle_time(deployment, tmp_path):
+    """A cloud worker without the rights to its job's queue must not retry forever (its
+    instance would never power off): failed receives count toward --idle-exit."""
+    job = deployment.submit([{"i": 0, "nap": 0.0, "runs": str(tmp_path)}])
+    other = deployment.submit([{"i": 1, "nap": 0.0, "runs": str(tmp_path)}])
+    keys = deployment.worker_user(other.id)  # the rights of another job only
+
+    code, log = run_worker(deployment, job, keys, tmp_path)
+
+    assert code == 0, log
+    assert "receiving failed" in log and "access denied" in log, log
+    assert "stopped (idle)" in log and "0 chunk(s)" in log, log

@@ -527,7 +527,7 @@ class SqsQueue(Queue):
         ids: dict[str, str] = {}
         pending = entries
         for attempt in range(1, 4):
-            with self._errors("send messages to", url.rsplit("/", 1)[-1]):
+            with self._errors("send messages", url.rsplit("/", 1)[-1]):
                 response = self.client.send_message_batch(QueueUrl=url, Entries=pending)
             for ok in response.get("Successful", ()):
                 ids[ok["Id"]] = ok["MessageId"]

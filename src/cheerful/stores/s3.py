@@ -214,7 +214,7 @@ class S3Store(Store):
         return full
 
     def _pages(self, start: str) -> Iterator[str]:
-        with self._errors("list", start or "/"):
+        with self._errors("list", start[len(self._root()) :] or "/"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=start
             )

@@ -249,6 +249,9 @@ class _Loop:
         except BackendError as exc:
             _warn(f"receiving failed, trying again: {exc}")
             time.sleep(POLL_S)
+            # No work came: counts toward --idle-exit, so that a worker the queue keeps
+            # refusing (no rights, queue deleted) leaves, and its instance stops billing.
+            self._act(self.state.received(now, []))
             return
         deliveries = []
         for m in messages:
@@ -346,12 +349,15 @@ class _Loop:
         try:
             self.queue.extend(action.receipts, action.seconds)
         except QueueError:  # some receipt went stale: find which, stop extending those
-            stale = []
+            stale, why = [], ""
             for receipt in action.receipts:
                 try:
                     self.queue.extend(receipt, action.seconds)
-                except QueueError:
+                except QueueError as exc:
                     stale.append(receipt)
+                    why = str(exc)
+            if stale:  # the chunk runs on, but its message may run elsewhere too
+                _warn(f"cannot keep {len(stale)} message(s) hidden any longer: {why}")
             self.state.lost(stale)
 
     def _record(self, record: Record) -> None:
