@@ -30,7 +30,7 @@ from cheerful.runner import run_chunk
 from cheerful.serialize import dumps, loads
 from cheerful.task import Chunk, ChunkResult
 
-__all__ = ["all_records", "drain", "worker_fleet"]
+__all__ = ["all_records", "drain", "wait_for", "worker_fleet"]
 
 
 def drain(backend: Backend, *, worker: str = "fake-worker") -> int:
@@ -123,3 +123,15 @@ def all_records(backend: Backend, job) -> list[ChunkRecord]:
     store = backend.store
     keys = layout.by_number(store.list(layout.results_prefix(job.id)))
     return [loads(store.get(key)) for key in keys]
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):
+    """Poll ``predicate`` until it returns something true (returned), or fail after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not true after {timeout} s: {predicate}")

@@ -22,7 +22,7 @@ from cheerful.messages import ChunkMessage, ChunkRecord
 from cheerful.serialize import dumps, loads
 from cheerful.task import ChunkResult
 from cheerful.worker.loop import WorkerSummary, run_worker
-from durable_helpers import worker_fleet
+from durable_helpers import wait_for, worker_fleet
 
 
 def fleet(backend, count: int = 1, **options) -> LocalFleet:
@@ -35,16 +35,6 @@ def fleet(backend, count: int = 1, **options) -> LocalFleet:
 def backend(tmp_path):
     with open_backend(f"local://{tmp_path}/backend") as backend:
         yield backend
-
-
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not true after {timeout} s: {predicate}")
 
 
 def records(backend, job) -> list[ChunkRecord]:

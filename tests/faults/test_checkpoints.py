@@ -17,7 +17,7 @@ import cheerful as cf
 from cheerful import layout
 from cheerful.backends import open_backend
 from cheerful.worker.spot import METADATA_URL_ENV
-from durable_helpers import all_records, worker_fleet
+from durable_helpers import all_records, wait_for, worker_fleet
 from fake_imds import FakeImds
 
 STEPS = 1000
@@ -60,15 +60,6 @@ def fleet(backend, log_dir: Path, **options):
 
 def marks_of(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"not true after {timeout} s")
 
 
 def resume_elsewhere(backend, job, marks: Path, tmp_path: Path) -> None:

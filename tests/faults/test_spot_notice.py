@@ -24,7 +24,7 @@ from cheerful import layout
 from cheerful.backends import open_backend
 from cheerful.fleet import LocalFleet
 from cheerful.worker.spot import INSTANCE_ACTION_PATH, METADATA_URL_ENV, REBALANCE_PATH
-from durable_helpers import all_records, worker_fleet
+from durable_helpers import all_records, wait_for, worker_fleet
 from fake_imds import FakeImds
 
 REACTION_S = 5.0
@@ -47,16 +47,6 @@ def backend(tmp_path):
 def imds():
     with FakeImds() as fake:
         yield fake
-
-
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not true after {timeout} s: {predicate}")
 
 
 def lines(path: Path) -> list[str]:

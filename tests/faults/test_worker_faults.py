@@ -24,7 +24,7 @@ from cheerful.backends import open_backend
 from cheerful.errors import TaskTimeout, WorkerCrashed
 from cheerful.fleet import LocalFleet
 from cheerful.messages import ChunkMessage
-from durable_helpers import all_records, worker_fleet
+from durable_helpers import all_records, wait_for, worker_fleet
 
 VISIBILITY = 2.0
 
@@ -47,16 +47,6 @@ def children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
-
-
-def wait_for(predicate, timeout: float, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not true after {timeout} s")
 
 
 # --- tasks ------------------------------------------------------------------------------
