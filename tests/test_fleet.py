@@ -247,3 +247,18 @@ def test_money_is_readable_at_every_scale() -> None:
         "$0.10",
         "$1,234.50",
     ]
+
+
+def test_each_architecture_gets_the_regions_current_image_from_ssm(s3_url, job) -> None:
+    """moto serves Amazon Linux's public SSM parameters, not Canonical's: the fallback."""
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    latest = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-"
+    x86 = ssm.get_parameter(Name=latest + "x86_64")["Parameter"]["Value"]
+    arm = ssm.get_parameter(Name=latest + "arm64")["Parameter"]["Value"]
+    launch = cf.fleet.up(s3_url, job=job.id, count=1, types=("c6i.large", "c7g.large"))
+    overrides = launch.requests["us-east-1"]["CreateFleet"]["LaunchTemplateConfigs"][0]
+    images = {o["InstanceType"]: o["ImageId"] for o in overrides["Overrides"]}
+    assert images == {"c6i.large": x86, "c7g.large": arm}
+    mine = cf.fleet.up(s3_url, job=job.id, count=1, image="ami-0abcdef1234567890", dry_run=True)
+    overrides = mine.requests["us-east-1"]["CreateFleet"]["LaunchTemplateConfigs"][0]
+    assert {o["ImageId"] for o in overrides["Overrides"]} == {"ami-0abcdef1234567890"}

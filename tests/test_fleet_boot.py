@@ -28,7 +28,8 @@ from test_fleet import assert_no_secrets
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = "result = i * i\nprint('square of', i)\n"
+SCRIPT = "import six\n\nresult = i * i\nprint('square of', i, 'with six', six.__version__)\n"
+"""A task that needs a package of the user's requirements (six: small, pure Python)."""
 
 
 @pytest.fixture
@@ -49,7 +50,11 @@ def test_the_user_data_installs_the_wheel_and_its_worker_completes_the_job(
     script = tmp_path / "square.py"
     script.write_text(SCRIPT)
     job = cf.submit_script(str(script), [{"i": i} for i in range(6)], backend=s3_url)
-    launch = cf.fleet.up(s3_url, job=job.id, count=1, idle_exit=3, slots=2)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("six\n")
+    launch = cf.fleet.up(
+        s3_url, job=job.id, count=1, idle_exit=3, slots=2, requirements=str(requirements)
+    )
     user_data = tmp_path / "user-data.sh"
     user_data.write_text(launch.user_data)
 
@@ -68,6 +73,7 @@ def test_the_user_data_installs_the_wheel_and_its_worker_completes_the_job(
     assert job.results() == [i * i for i in range(6)], log[-4000:]
     assert "stopped (idle)" in log
     assert (root / "venv" / "bin" / "cheerful").exists()
+    assert "with six" in job.logs(0)  # the requirements were installed
     node = socket.gethostname()
     with open_backend(s3_url) as backend:
         stored = backend.store.get(layout.boot_log(node)).decode()
