@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections import Counter
 
 import click
 from rich import box
@@ -131,7 +132,9 @@ def status(backend, job) -> None:
     out.print(table)
     live = [i for i in found if i.state in ("pending", "running")]
     hourly = sum(i.price or 0.0 for i in live)
-    err.print(f"{len(live)} running, about {money(hourly)}/h")
+    by_type = Counter(i.type for i in live)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(by_type.items()))
+    err.print(f"{len(live)} running ({kinds or 'none'}), about {money(hourly)}/h")
 
 
 @fleet.command()

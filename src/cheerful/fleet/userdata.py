@@ -126,6 +126,7 @@ finish() {
         store put "fleet/boot/$NODE.log" "$LOG" || say "could not upload this log"
     fi
     if [ "$CHEERFUL_POWEROFF" = 1 ]; then
+        cat "$LOG" >/dev/console 2>/dev/null  # `aws ec2 get-console-output` shows it too
         sync
         shutdown -h now || poweroff
     fi
