@@ -5,7 +5,8 @@ themselves and leave when the queue is empty; ``cf.fleet.status(backend)`` lists
 ``cf.fleet.down(backend)`` terminates them.
 """
 
-from .ec2 import FleetOptions, Instance, Launch, down, spent, status, up
+from .ec2 import FleetOptions, Launch, up
+from .inventory import Instance, down, spent, status
 from .local import LocalFleet, worker_command
 
 __all__ = [

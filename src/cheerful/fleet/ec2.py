@@ -30,18 +30,17 @@ from typing import Any
 from .. import layout
 from ..aws import AwsClients, aws_errors, error_code
 from ..backends import S3Location, open_backend, parse_s3_url
-from ..errors import ConfigError, FleetError, ObjectNotFound
-from .cost import ON_DEMAND_USD, Estimate, dollars, estimate, spot_prices
+from ..errors import ConfigError, FleetError
+from .cost import ON_DEMAND_USD, Estimate, estimate, spot_prices
 from .userdata import BootSpec, render_user_data
 
 __all__ = [
     "DEFAULT_TYPES",
     "FleetOptions",
-    "Instance",
     "Launch",
-    "down",
-    "spent",
-    "status",
+    "backend_tag",
+    "ec2_client",
+    "location",
     "up",
 ]
 
@@ -51,7 +50,6 @@ DEFAULT_IDLE_EXIT_S = 120.0
 PROFILE_TRIES = 6
 PROFILE_WAIT_S = 5.0
 """A new instance profile can be unknown to EC2 for some seconds: tries and pause."""
-LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 _TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 _UBUNTU = "/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id"
 _AMAZON = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
@@ -96,33 +94,12 @@ class Launch:
         return len(self.instances)
 
 
-@dataclass(frozen=True)
-class Instance:
-    """One instance cheerful launched, as :func:`status` sees it."""
-
-    id: str
-    region: str
-    type: str
-    zone: str
-    lifecycle: str
-    state: str
-    launched: float
-    price: float | None
-    job: str | None
-    tasks_done: int
-
-    @property
-    def age_s(self) -> float:
-        """Seconds since launch."""
-        return max(0.0, time.time() - self.launched)
-
-
 def up(backend: str, *, job: str | None = None, **options: Any) -> Launch:
     """Launch cloud workers for ``backend`` (an ``s3://`` URL), serving ``job`` only if
     given; ``options`` are the fields of :class:`FleetOptions`. Returns the
     :class:`Launch` (with ``dry_run``: the user-data and requests, nothing launched)."""
     opts = _checked(FleetOptions(**options))
-    where = _location(backend)
+    where = location(backend)
     with open_backend(where.url) as opened:
         if job is not None:
             _check_job(opened, job)
@@ -153,66 +130,6 @@ def up(backend: str, *, job: str | None = None, **options: Any) -> Launch:
     return launch
 
 
-def status(backend: str, *, job: str | None = None) -> list[Instance]:
-    """The instances cheerful launched for ``backend`` (and ``job``) that are not gone:
-    in every region it launched in, with their type, zone, state, price and tasks done."""
-    where = _location(backend)
-    with open_backend(where.url) as opened:
-        records = _launches(opened.store, job)
-        found = _describe(where, records, job)
-        beats = _heartbeats(opened.store, [row["InstanceId"] for _, row in found])
-        return [_instance(row, region, records, beats) for region, row in found]
-
-
-def down(backend: str, *, job: str | None = None) -> list[str]:
-    """Terminate every instance cheerful launched for ``backend`` (only ``job``'s if
-    given), in every region used, and delete their launch templates; return one line per
-    instance terminated."""
-    where = _location(backend)
-    with open_backend(where.url) as opened:
-        records = _launches(opened.store, job)
-    lines = []
-    for region, rows in _by_region(_describe(where, records, job)).items():
-        ec2 = _ec2(where, region)
-        ids = [row["InstanceId"] for row in rows if row["State"]["Name"] != "shutting-down"]
-        if ids:
-            with aws_errors(FleetError, "terminate instances", f"{region} {ids[:3]}"):
-                ec2.terminate_instances(InstanceIds=ids)
-        lines += [f"terminated {r['InstanceId']} ({r['InstanceType']}, {_zone(r)})" for r in rows]
-    for record in records:
-        for region, part in record.get("regions", {}).items():
-            _delete_template(_ec2(where, region), part.get("launch_template"))
-    return lines
-
-
-def spent(backend: str, job: str) -> tuple[float, int]:
-    """Dollars spent so far on ``job``'s instances (instance-seconds x the price at launch)
-    and how many of them are still running."""
-    where = _location(backend)
-    with open_backend(where.url) as opened:
-        records = _launches(opened.store, job)
-        if not records:
-            return 0.0, 0
-        live = {row["InstanceId"]: row for _, row in _describe(where, records, job)}
-        launched = [
-            (record["created"], item)
-            for record in records
-            for part in record.get("regions", {}).values()
-            for item in part.get("instances", [])
-        ]
-        beats = _heartbeats(opened.store, [item["id"] for _, item in launched])
-        total, running = 0.0, 0
-        for created, item in launched:
-            row = live.get(item["id"])
-            if row is not None and row["State"]["Name"] in ("pending", "running"):
-                running += 1
-                end = time.time()
-            else:  # gone: it ran until its worker's last heartbeat
-                end = max(created, float(beats.get(item["id"], {}).get("updated", created)))
-            total += dollars(end - created, item.get("price"))
-        return total, running
-
-
 # Launching.
 
 
@@ -232,7 +149,8 @@ def _checked(opts: FleetOptions) -> FleetOptions:
     return FleetOptions(**{**opts.__dict__, "types": types, "regions": tuple(opts.regions)})
 
 
-def _location(backend: str) -> S3Location:
+def location(backend: str) -> S3Location:
+    """The parts of an ``s3://`` backend URL; anything else is refused with what to do."""
     url = backend.url if hasattr(backend, "url") else backend
     if not isinstance(url, str) or not url.startswith("s3://"):
         raise ConfigError(
@@ -316,7 +234,7 @@ def _plan_region(
 ) -> _RegionPlan:
     """Look up what a launch in ``region`` needs (architectures, images, subnets, prices)
     and build its launch template data and fleet request; launches nothing."""
-    ec2 = _ec2(where, region)
+    ec2 = ec2_client(where, region)
     arches = _architectures(ec2, opts.types, region)
     images = {arch: opts.image or _image(where, region, arch) for arch in set(arches.values())}
     subnets = _subnets(ec2, region)
@@ -351,7 +269,7 @@ def _plan_region(
 
 def _launch_region(where: S3Location, plan: _RegionPlan, opts: FleetOptions, launch) -> None:
     """Make the launch template and the fleet of ``plan``; note the instances granted."""
-    ec2, region = _ec2(where, plan.region), plan.region
+    ec2, region = ec2_client(where, plan.region), plan.region
     name = f"cheerful-{launch.id}"
     with aws_errors(FleetError, "create a launch template", f"{name} in {region}"):
         made = ec2.create_launch_template(
@@ -522,7 +440,8 @@ def _subnets(ec2, region: str) -> list[tuple[str, str]]:
     return subnets
 
 
-def _ec2(where: S3Location, region: str) -> Any:
+def ec2_client(where: S3Location, region: str) -> Any:
+    """The EC2 client of ``region`` (with the backend's profile)."""
     return AwsClients(region=region, profile=where.profile).client("ec2")
 
 
@@ -544,106 +463,3 @@ def _record(store, where: S3Location, launch: Launch, opts: FleetOptions) -> Non
         "errors": launch.errors,
     }
     store.put(layout.launch(launch.id), json.dumps(record, indent=1).encode())
-
-
-# Finding what was launched.
-
-
-def _launches(store, job: str | None) -> list[dict]:
-    records = []
-    for key in store.list(layout.launches_prefix()):
-        try:
-            record = json.loads(store.get(key))
-        except (ObjectNotFound, ValueError):
-            continue
-        if job is None or record.get("job") == job:
-            records.append(record)
-    return records
-
-
-def _describe(where: S3Location, records: list[dict], job: str | None) -> list[tuple[str, dict]]:
-    regions = sorted({r for record in records for r in record.get("regions", {})})
-    filters = [
-        {"Name": "tag:cheerful:backend", "Values": [backend_tag(where)]},
-        {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-    ]
-    if job is not None:
-        filters.append({"Name": "tag:cheerful:job", "Values": [job]})
-    found = []
-    for region in regions:
-        with aws_errors(FleetError, "describe instances", f"cheerful's in {region}"):
-            pages = (
-                _ec2(where, region).get_paginator("describe_instances").paginate(Filters=filters)
-            )
-            found += [
-                (region, row)
-                for page in pages
-                for reservation in page["Reservations"]
-                for row in reservation["Instances"]
-            ]
-    return found
-
-
-def _by_region(found: list[tuple[str, dict]]) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {}
-    for region, row in found:
-        grouped.setdefault(region, []).append(row)
-    return grouped
-
-
-def _instance(row: dict, region: str, records: list[dict], beats: dict[str, dict]) -> Instance:
-    tags = {t["Key"]: t["Value"] for t in row.get("Tags", [])}
-    recorded = {
-        i["id"]: i
-        for record in records
-        for part in record.get("regions", {}).values()
-        for i in part.get("instances", [])
-    }
-    node = beats.get(row["InstanceId"], {})
-    job = tags.get("cheerful:job")
-    return Instance(
-        id=row["InstanceId"],
-        region=region,
-        type=row["InstanceType"],
-        zone=_zone(row),
-        lifecycle=row.get("InstanceLifecycle", "on-demand"),
-        state=row["State"]["Name"],
-        launched=row["LaunchTime"].timestamp(),
-        price=recorded.get(row["InstanceId"], {}).get("price"),
-        job=None if job in (None, "*") else job,
-        tasks_done=int(node.get("done", 0)),
-    )
-
-
-def _zone(row: dict) -> str:
-    return row.get("Placement", {}).get("AvailabilityZone", "")
-
-
-def _heartbeats(store, instance_ids: Iterable[str]) -> dict[str, dict]:
-    """The newest heartbeat of a worker on each instance (workers are ``<node>-<pid>``)."""
-    wanted, best = set(instance_ids), {}
-    for key in store.list(layout.nodes_prefix()):
-        try:
-            node = layout.node_of_key(key).rsplit("-", 1)[0]
-        except ConfigError:
-            continue
-        if node not in wanted:
-            continue
-        try:
-            beat = json.loads(store.get(key))
-        except (ObjectNotFound, ValueError):
-            continue
-        if beat.get("updated", 0) >= best.get(node, {}).get("updated", 0):
-            best[node] = beat
-    return best
-
-
-def _delete_template(ec2, template_id: str | None) -> None:
-    if not template_id:
-        return
-    try:
-        ec2.delete_launch_template(LaunchTemplateId=template_id)
-    except Exception as exc:  # already gone: nothing to do
-        if "NotFound" not in error_code(exc):
-            with aws_errors(FleetError, "delete a launch template", template_id):
-                raise
