@@ -74,3 +74,23 @@ def seaweed_server(aws_env, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def new_s3_backend(moto_server):
+    """A function ``(prefix) -> URL``: a new bucket on the moto server with its queues
+    made by ``cheerful init`` (each call, its own bucket: tests never see each other's)."""
+    import uuid
+
+    from click.testing import CliRunner
+
+    from cheerful.cli import main
+
+    def make(prefix: str) -> str:
+        bucket = f"t{uuid.uuid4().hex[:10]}"
+        url = f"s3://{bucket}/{prefix}?region=us-east-1&endpoint_url={moto_server.endpoint}"
+        result = CliRunner().invoke(main, ["init", "--backend", url, "--create-bucket"])
+        assert result.exit_code == 0, result.output
+        return url
+
+    return make

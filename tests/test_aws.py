@@ -30,13 +30,9 @@ VISIBILITY = 2.0
 
 
 @pytest.fixture
-def s3_url(moto_server) -> str:
+def s3_url(new_s3_backend) -> str:
     """A fresh backend URL on the moto server, initialised (bucket and queues)."""
-    name = f"t{uuid.uuid4().hex[:10]}"
-    url = f"s3://{name}/jobs-here?region=us-east-1&endpoint_url={moto_server.endpoint}"
-    result = CliRunner().invoke(main, ["init", "--backend", url, "--create-bucket"])
-    assert result.exit_code == 0, result.output
-    return url
+    return new_s3_backend("jobs-here")
 
 
 def square(x):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import uuid
 
 import boto3
 import pytest
@@ -39,12 +38,8 @@ def cloud(moto_server, monkeypatch):
 
 
 @pytest.fixture
-def s3_url(cloud) -> str:
-    name = f"f{uuid.uuid4().hex[:10]}"
-    url = f"s3://{name}/team?region=us-east-1&endpoint_url={cloud.endpoint}"
-    result = CliRunner().invoke(main, ["init", "--backend", url, "--create-bucket"])
-    assert result.exit_code == 0, result.output
-    return url
+def s3_url(cloud, new_s3_backend) -> str:
+    return new_s3_backend("team")
 
 
 @pytest.fixture

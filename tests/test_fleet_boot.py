@@ -15,15 +15,12 @@ import os
 import shutil
 import socket
 import subprocess
-import uuid
 
 import pytest
-from click.testing import CliRunner
 
 import cheerful as cf
 from cheerful import layout
 from cheerful.backends import open_backend
-from cheerful.cli import main
 from test_fleet import assert_no_secrets
 
 pytestmark = pytest.mark.slow
@@ -33,13 +30,9 @@ SCRIPT = "import six\n\nresult = i * i\nprint('square of', i, 'with six', six.__
 
 
 @pytest.fixture
-def s3_url(moto_server, monkeypatch) -> str:
+def s3_url(moto_server, new_s3_backend, monkeypatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
-    name = f"b{uuid.uuid4().hex[:10]}"
-    url = f"s3://{name}/boot?region=us-east-1&endpoint_url={moto_server.endpoint}"
-    result = CliRunner().invoke(main, ["init", "--backend", url, "--create-bucket"])
-    assert result.exit_code == 0, result.output
-    return url
+    return new_s3_backend("boot")
 
 
 def test_the_user_data_installs_the_wheel_and_its_worker_completes_the_job(
