@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from ..aws import aws_errors
@@ -62,13 +63,22 @@ class Estimate:
 
 
 def spot_prices(ec2: Any, types: Iterable[str], region: str) -> dict[tuple[str, str], float]:
-    """The latest Linux spot price of each (instance type, zone) in ``region``."""
+    """The latest Linux spot price of each (instance type, zone) in ``region``: asked as of
+    now (EC2 then answers the price in force, per type and zone), or from the whole
+    history where a service answers nothing for that (moto, some compatible clouds)."""
+    types = list(types)
+    now = _latest(ec2, types, region, StartTime=datetime.now(timezone.utc))
+    return now or _latest(ec2, types, region)
+
+
+def _latest(ec2: Any, types: list[str], region: str, **since: Any) -> dict:
     latest: dict[tuple[str, str], tuple[Any, float]] = {}
     with aws_errors(FleetError, "read the spot price history", region):
         pages = ec2.get_paginator("describe_spot_price_history").paginate(
-            InstanceTypes=list(types),
+            InstanceTypes=types,
             ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
             PaginationConfig={"MaxItems": 1000},
+            **since,
         )
         for page in pages:
             for row in page.get("SpotPriceHistory", []):
