@@ -313,7 +313,7 @@ def test_grace_expiry_kills_and_releases_running_work():
     assert not of(Exit, w.tick(10.9))
     actions = w.tick(11.0)
     assert actions == [
-        Kill(run.work_id, "grace expired"),
+        Kill(run.work_id, "grace expired", run),
         Release(("r0",), "grace expired"),
         Exit("grace expired"),
     ]
@@ -341,7 +341,7 @@ def test_an_interruption_gives_running_chunks_a_short_grace_then_releases_them()
     assert w.wants(1.0) == 0
     assert not of(Kill, w.tick(1.0 + INTERRUPTION_GRACE_S - 0.1))
     assert w.tick(1.0 + INTERRUPTION_GRACE_S) == [
-        Kill(run.work_id, "spot interruption"),
+        Kill(run.work_id, "spot interruption", run),
         Release(("r0",), "spot interruption"),
         Exit("spot interruption"),
     ]
@@ -380,7 +380,7 @@ def test_an_interruption_with_no_grace_releases_at_once():
     w = worker(grace=0.0)
     (run,) = w.received(0.0, [delivery()])
     assert w.notice(1.0, "interruption") == [
-        Kill(run.work_id, "spot interruption"),
+        Kill(run.work_id, "spot interruption", run),
         Release(("r0",), "spot interruption"),
         Exit("spot interruption"),
     ]

@@ -35,6 +35,7 @@ def stepper(args):
     while state["step"] < STEPS:
         if cf.interrupted():
             cf.checkpoint(state)
+            print(f"saved at step {state['step']}", flush=True)
             with open(marks, "a") as file:
                 file.write(f"saved {index} {state['step']}\n")
             time.sleep(120)  # the worker's grace runs out first
@@ -74,6 +75,9 @@ def resume_elsewhere(backend, job, marks: Path, tmp_path: Path) -> None:
     assert [m[0] for m in marks_of(marks)] == ["start", "saved", "start"]
     assert len(all_records(backend, job)) == 1 and backend.queue.counts().dead == 0
     assert backend.store.exists(layout.checkpoint(job.id, 0))
+    (key,) = backend.store.list(layout.logs_prefix(job.id))  # A's output was kept
+    log = backend.store.get(key).decode()
+    assert f"saved at step {saved[-1]}" in log and "was cut short" in log, log
 
 
 def test_a_stopped_worker_lets_its_task_checkpoint_and_another_resumes_it(backend, tmp_path):

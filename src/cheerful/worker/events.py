@@ -125,10 +125,13 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class Kill:
-    """Kill the slot running ``work_id`` (its task overran the timeout, or time is up)."""
+    """Kill the slot running ``work_id`` (its task overran the timeout, or time is up).
+    ``leaving``: the run being given up as the worker leaves (its output so far is kept
+    as the running task's log); None for a timeout."""
 
     work_id: int
     reason: str
+    leaving: Run | None = None
 
 
 @dataclass(frozen=True)

@@ -330,6 +330,8 @@ class _Loop:
         elif isinstance(action, DeadLetter):
             self.tally["dead_lettered"] += self.queue.dead_letter(action.receipt, action.reason)
         elif isinstance(action, Kill):
+            if action.leaving is not None:
+                self._keep_partial_log(action.work_id, action.leaving)
             self.pool.kill(action.work_id)
 
     def _run(self, run: Run) -> None:
@@ -441,6 +443,14 @@ class _Loop:
         self.logs.discard(event.work_id)
         crash = {"exitcode": event.exitcode, "signal": event.signal, "log": log}
         self._act(self.state.crashed(now, event.work_id, event.index, event.reason, **crash))
+
+    def _keep_partial_log(self, work_id: int, run: Run) -> None:
+        """Store what the task cut short by the worker's leaving had printed so far."""
+        running = self.pool.running().get(work_id)
+        if running is not None and running[0] in run.indices:
+            start = self.pool.output_start(work_id)
+            why = "was cut short: its worker had to leave; it runs again elsewhere"
+            self.logs.crashed(run, running[0], start, why)
 
     def _why(self, run: Run, event: Crashed) -> str:
         if self.state.kills.get(event.work_id) == event.index:

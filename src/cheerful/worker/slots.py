@@ -119,6 +119,11 @@ class SlotPool(ProcessPool):
             slot.process.kill()
         return slot is not None
 
+    def output_start(self, work_id: int) -> int:
+        """Where the output of the task running ``work_id`` now began in its log file."""
+        slot = self._holding(work_id)
+        return int(self.offsets[slot.position]) if slot is not None else 0
+
     def crash_offset(self, work_id: int) -> int:
         """Where the output of the task that crashed ``work_id`` began in its log file."""
         return self._crash_offsets.pop(work_id, 0)

@@ -408,7 +408,7 @@ class WorkerState:
 
     def _give_up(self, reason: str) -> list[Action]:
         """Time is up: kill what runs, release every held message, leave."""
-        actions: list[Action] = [Kill(w, reason) for w in self.runs]
+        actions: list[Action] = [Kill(w, reason, run) for w, run in self.runs.items()]
         receipts = tuple(self.chunks)
         if receipts:
             actions.append(Release(receipts, reason))
