@@ -14,8 +14,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from .fleet.cost import money
-from .fleet.ec2 import DEFAULT_IDLE_EXIT_S, DEFAULT_TYPES
+from .fleet import DEFAULT_IDLE_EXIT_S, DEFAULT_TYPES
 
 BACKEND_HELP = "an s3:// backend URL (SQS + S3) [env CHEERFUL_BACKEND]"
 
@@ -109,6 +108,7 @@ def status(backend, job) -> None:
     """List the instances cheerful launched, with price, age and tasks done."""
     from . import fleet as api
     from .cli import err, out
+    from .fleet.cost import money
 
     found = api.status(backend, job=job)
     if not found:

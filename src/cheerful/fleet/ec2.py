@@ -31,6 +31,7 @@ from .. import layout
 from ..aws import AwsClients, aws_errors, error_code
 from ..backends import S3Location, open_backend, parse_s3_url
 from ..errors import ConfigError, FleetError
+from . import DEFAULT_IDLE_EXIT_S, DEFAULT_TYPES
 from .cost import ON_DEMAND_USD, Estimate, estimate, spot_prices
 from .userdata import BootSpec, render_user_data
 
@@ -44,9 +45,6 @@ __all__ = [
     "up",
 ]
 
-DEFAULT_TYPES = ("c6i.large", "c5.large", "m6i.large")
-"""Instance types asked for when none are given: 2 vCPUs each, deep spot pools."""
-DEFAULT_IDLE_EXIT_S = 120.0
 PROFILE_TRIES = 6
 PROFILE_WAIT_S = 5.0
 """A new instance profile can be unknown to EC2 for some seconds: tries and pause."""
