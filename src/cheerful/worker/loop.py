@@ -39,7 +39,7 @@ from .jobs import Counters, JobCache
 from .logs import TaskLogs
 from .slots import PackedChunk, SlotPool
 from .spot import METADATA_URL_ENV, SpotWatcher
-from .state import WorkerState
+from .state import SPOT_INTERRUPTION, WorkerState
 
 __all__ = ["WorkerSummary", "run_worker", "worker_id"]
 
@@ -519,7 +519,7 @@ class _Loop:
             self.counters.flush(time.monotonic(), lambda job: 0, force=True)
         except BackendError as exc:
             _warn(f"writing the counters failed: {exc}")
-        self._write_node("interrupted" if self.state.exited == "spot interruption" else "stopped")
+        self._write_node("interrupted" if self.state.exited == SPOT_INTERRUPTION else "stopped")
 
     def _summary(self) -> WorkerSummary:
         totals = self.counters.totals()

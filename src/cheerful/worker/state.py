@@ -69,6 +69,7 @@ NOTICE_KINDS = ("interruption", "rebalance")
 """The kinds of :meth:`WorkerState.notice` (as :class:`cheerful.worker.spot.SpotNotice`)."""
 SPOT_INTERRUPTION = "spot interruption"
 REBALANCE = "rebalance"
+GRACE_EXPIRED = "grace expired"
 
 
 # --- the state --------------------------------------------------------------------------
@@ -105,7 +106,6 @@ class WorkerState:
         self.kills: dict[int, int | None] = {}  # work_id -> the index that overran
         self.leaving: str | None = None  # the reason to exit once nothing is held
         self.deadline: float | None = None  # when running chunks are killed and released
-        self._expired = "grace expired"  # the exit reason when the deadline passes
         self.exited: str | None = None
         self._ids = itertools.count(1)
         self._last_extend = now
@@ -234,7 +234,7 @@ class WorkerState:
             return []
         actions: list[Action] = []
         if self.deadline is not None and now >= self.deadline:
-            return self._give_up(self._expired)
+            return self._give_up(self._expired())
         if now >= self._last_extend + self.config.heartbeat:
             self._last_extend = now
             receipts = tuple(r for r, c in self.chunks.items() if not c.lost)
@@ -250,8 +250,8 @@ class WorkerState:
         if self.exited:
             return []
         if force or self.deadline is not None:
-            return self._give_up(self._expired)
-        return self._wind_down(now, "stopped", now + self.config.grace, "grace expired")
+            return self._give_up(self._expired())
+        return self._wind_down(now, "stopped", now + self.config.grace)
 
     def notice(self, now: float, kind: str) -> list[Action]:
         """An EC2 spot notice came (``kind`` in :data:`NOTICE_KINDS`).
@@ -270,30 +270,28 @@ class WorkerState:
         if kind == "rebalance":
             if self.leaving is not None:  # stopping already (or interrupted): that goes on
                 return []
-            return self._wind_down(now, REBALANCE, None, "grace expired")
-        if self._expired == SPOT_INTERRUPTION:
+            return self._wind_down(now, REBALANCE, None)
+        if self.leaving == SPOT_INTERRUPTION:
             return []
         deadline = now + min(self.config.grace, INTERRUPTION_GRACE_S)
         if self.deadline is not None:
             deadline = min(deadline, self.deadline)
-        return self._wind_down(now, SPOT_INTERRUPTION, deadline, SPOT_INTERRUPTION)
+        return self._wind_down(now, SPOT_INTERRUPTION, deadline)
 
     # Decisions.
 
-    def _wind_down(
-        self, now: float, reason: str, deadline: float | None, expired: str
-    ) -> list[Action]:
+    def _wind_down(self, now: float, reason: str, deadline: float | None) -> list[Action]:
         """Stop receiving; release what has not started; running chunks go on until
         ``deadline`` (None: until they finish); exit with ``reason`` once nothing is held,
-        or with ``expired`` at the deadline."""
-        self.leaving, self.deadline, self._expired = reason, deadline, expired
+        or as :meth:`_expired` says at the deadline."""
+        self.leaving, self.deadline = reason, deadline
         waiting = [r for r, c in self.chunks.items() if not c.started]
         for receipt in waiting:
             del self.chunks[receipt]
         why = "worker stopping" if reason == "stopped" else f"worker leaving ({reason})"
         actions: list[Action] = [Release(tuple(waiting), why)] if waiting else []
         if deadline is not None and now >= deadline and self.chunks:
-            return actions + self._give_up(expired)  # no grace at all: release at once
+            return actions + self._give_up(self._expired())  # no grace: release at once
         return actions + self._maybe_exit(now)
 
     def _verdict(self, d: Delivery) -> Action | None:
@@ -405,6 +403,10 @@ class WorkerState:
         if idle is not None and since is not None and now - since >= idle:
             return self._exit("idle")
         return []
+
+    def _expired(self) -> str:
+        """The exit reason when the deadline passes: an interruption's stays one."""
+        return SPOT_INTERRUPTION if self.leaving == SPOT_INTERRUPTION else GRACE_EXPIRED
 
     def _give_up(self, reason: str) -> list[Action]:
         """Time is up: kill what runs, release every held message, leave."""
