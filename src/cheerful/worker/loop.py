@@ -342,7 +342,6 @@ class _Loop:
             run.inputs,
             len(run.message.indices),
             run.job.star,
-            run.job.id,
         )
         code = self.jobs.code(run.job.id)
         self.pool.send(Work(run.work_id, run.job.id, code, packed, run.job.seed))

@@ -50,7 +50,6 @@ class PackedChunk:
     inputs: bytes
     count: int
     star: bool = False
-    job: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,8 @@ class SlotPool(ProcessPool):
     attribution) whose children run :func:`_slot_main`; it adds the start time and output
     offset of each slot's running task, :meth:`running` to read them and :meth:`kill` to
     stop one chunk. Children die with the worker (Linux) and ignore SIGINT and SIGTERM:
-    the worker decides when they stop.
+    the worker decides when they stop. With a ``store``, a task's :func:`cf.checkpoint`
+    goes to the job named by its work's function key (the worker keys code by job id).
     """
 
     def __init__(
@@ -173,9 +173,9 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
         work_id, key, fn_bytes, seed = header[0], header[_FN_KEY], header[_FN_BYTES], header[_SEED]
         if key != fn_key or fn_bytes:
             fn_key, fn, problem = key, *_load_function(fn_bytes)
+            if store is not None:  # the worker keys a job's code by the job's id
+                set_context(DurableContext(store, key, leaving))
         packed = loads_oob(payload, buffers)
-        if store is not None and packed.job:
-            set_context(DurableContext(store, packed.job, leaving))
         capture_to = _Capture(log_path(log_dir, work_id), marks, starts, offsets, position)
         result = capture_to.run(fn, problem, packed, seed)
         conn.send_bytes(pack_result(result))
