@@ -56,7 +56,8 @@ def status(backend: str, *, job: str | None = None) -> list[Instance]:
         records = _launches(opened.store, job)
         found = _describe(where, records, job)
         beats = _heartbeats(opened.store, [row["InstanceId"] for _, row in found])
-        return [_instance(row, region, records, beats) for region, row in found]
+        prices = {item["id"]: item.get("price") for _, item in _launched(records)}
+        return [_instance(row, region, prices, beats) for region, row in found]
 
 
 def down(backend: str, *, job: str | None = None) -> list[str]:
@@ -89,12 +90,7 @@ def spent(backend: str, job: str) -> tuple[float, int]:
         if not records:
             return 0.0, 0
         live = {row["InstanceId"]: row for _, row in _describe(where, records, job)}
-        launched = [
-            (record["created"], item)
-            for record in records
-            for part in record.get("regions", {}).values()
-            for item in part.get("instances", [])
-        ]
+        launched = [(record["created"], item) for record, item in _launched(records)]
         beats = _heartbeats(opened.store, [item["id"] for _, item in launched])
         total, running = 0.0, 0
         for created, item in launched:
@@ -118,6 +114,16 @@ def _launches(store, job: str | None) -> list[dict]:
         if job is None or record.get("job") == job:
             records.append(record)
     return records
+
+
+def _launched(records: list[dict]) -> list[tuple[dict, dict]]:
+    """Each instance the launch ``records`` name, with its record."""
+    return [
+        (record, item)
+        for record in records
+        for part in record.get("regions", {}).values()
+        for item in part.get("instances", [])
+    ]
 
 
 def _describe(where: S3Location, records: list[dict], job: str | None) -> list[tuple[str, dict]]:
@@ -152,14 +158,10 @@ def _by_region(found: list[tuple[str, dict]]) -> dict[str, list[dict]]:
     return grouped
 
 
-def _instance(row: dict, region: str, records: list[dict], beats: dict[str, dict]) -> Instance:
+def _instance(
+    row: dict, region: str, prices: dict[str, float | None], beats: dict[str, dict]
+) -> Instance:
     tags = {t["Key"]: t["Value"] for t in row.get("Tags", [])}
-    recorded = {
-        i["id"]: i
-        for record in records
-        for part in record.get("regions", {}).values()
-        for i in part.get("instances", [])
-    }
     node = beats.get(row["InstanceId"], {})
     job = tags.get("cheerful:job")
     return Instance(
@@ -170,7 +172,7 @@ def _instance(row: dict, region: str, records: list[dict], beats: dict[str, dict
         lifecycle=row.get("InstanceLifecycle", "on-demand"),
         state=row["State"]["Name"],
         launched=row["LaunchTime"].timestamp(),
-        price=recorded.get(row["InstanceId"], {}).get("price"),
+        price=prices.get(row["InstanceId"]),
         job=None if job in (None, "*") else job,
         tasks_done=int(node.get("done", 0)),
     )
