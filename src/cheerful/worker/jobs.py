@@ -59,9 +59,7 @@ class JobCache:
             manifest = json.loads(self.store.get(layout.manifest(job)))
             code = self.store.get(layout.code(job))
             spec = job_spec(job, layout.readable_manifest(job, manifest))
-        except ObjectNotFound as exc:
-            return None, f"{exc}"
-        except ConfigError as exc:
+        except (ObjectNotFound, ConfigError) as exc:  # gone, or stored by another layout
             return None, f"{exc}"
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return None, f"its manifest cannot be read: {exc!r}"
