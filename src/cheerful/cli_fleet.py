@@ -69,7 +69,7 @@ def fleet() -> None:
 def up(backend, job, types, regions, **options) -> None:
     """Launch COUNT spot workers that install themselves, drain the queue and power off."""
     from . import fleet as api
-    from .cli import err, out
+    from .cli import _command, err, out
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -97,7 +97,7 @@ def up(backend, job, types, regions, **options) -> None:
         err.print(f"Warning: {warning.message}")
     err.print(
         f"{launch.granted} of {launch.requested} instance(s) granted (launch {launch.id}); "
-        f"see them with: cheerful fleet status --backend '{backend}'"
+        f"see them with: {_command('fleet status', backend)}"
     )
 
 
