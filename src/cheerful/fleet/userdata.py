@@ -26,8 +26,6 @@ __all__ = ["USER_DATA_LIMIT", "BootSpec", "render_user_data"]
 USER_DATA_LIMIT = 16 * 1024
 """EC2's limit on user-data, in bytes (before base64)."""
 
-IMDS_URL = "http://169.254.169.254"
-
 
 @dataclass(frozen=True)
 class BootSpec:
@@ -48,6 +46,8 @@ class BootSpec:
 
 def render_user_data(spec: BootSpec) -> str:
     """The bootstrap script for ``spec``; raises ConfigError past EC2's 16 KB limit."""
+    from ..worker.spot import EC2_METADATA_URL  # here: the worker package is heavy
+
     worker = ["--idle-exit", f"{spec.idle_exit:g}", "--grace", f"{spec.grace:g}"]
     if spec.job:
         worker += ["--job", spec.job]
@@ -61,7 +61,7 @@ def render_user_data(spec: BootSpec) -> str:
         "WORKER_OPTIONS": shlex.join(worker),
     }
     header = "\n".join(f"CHEERFUL_{k}={shlex.quote(v)}" for k, v in values.items())
-    script = _TEMPLATE.replace("@VALUES@", header).replace("@IMDS@", IMDS_URL)
+    script = _TEMPLATE.replace("@VALUES@", header).replace("@IMDS@", EC2_METADATA_URL)
     size = len(script.encode())
     if size > USER_DATA_LIMIT:
         raise ConfigError(
