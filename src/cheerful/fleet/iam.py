@@ -31,7 +31,7 @@ from typing import Any
 
 from cheerful.aws import AwsClients, aws_errors, error_code
 from cheerful.backends import S3Location
-from cheerful.errors import BackendError, ConfigError
+from cheerful.errors import BackendError, ConfigError, FleetError
 
 __all__ = [
     "POLICY_NAME",
@@ -158,7 +158,8 @@ def ensure_instance_profile(
     and one line per thing created or changed (none when all was in place).
 
     ``name`` replaces :func:`role_name`. Raises ConfigError if a role of that name exists
-    and is not cheerful's for this queue and job, BackendError if IAM or STS refuse.
+    and is not cheerful's for this queue and job, FleetError if IAM refuses,
+    BackendError if STS does.
     """
     name = _iam_name(name) if name else role_name(location, job)
     clients = _clients(location)
@@ -431,13 +432,13 @@ def _tolerate(call: Any, **kwargs: Any) -> bool:
 def _iam_errors(action: str, name: str) -> Iterator[None]:
     """:func:`~cheerful.aws.aws_errors` for IAM, with what to do when IAM says no."""
     try:
-        with aws_errors(BackendError, action + " (iam)", f"IAM {name}"):
+        with aws_errors(FleetError, action + " (iam)", f"IAM {name}"):
             yield
-    except BackendError as exc:
+    except FleetError as exc:
         cause = exc.__cause__
         if cause is None or error_code(cause) not in _DENIED:
             raise
-        raise BackendError(
+        raise FleetError(
             f"{exc}. Making the workers' role and instance profile needs IAM rights "
             f"({_IAM_RIGHTS}) on role and instance profile {name}: ask an administrator "
             "to grant them, or to make the instance profile, and pass the name of an "
