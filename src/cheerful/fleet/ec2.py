@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,7 @@ def _checked(opts: FleetOptions) -> FleetOptions:
         raise ConfigError("max_price is dollars per instance-hour and must be > 0")
     if opts.requirements is not None and not Path(opts.requirements).is_file():
         raise ConfigError(f"requirements file {opts.requirements!r} does not exist")
-    return FleetOptions(**{**opts.__dict__, "types": types, "regions": tuple(opts.regions)})
+    return replace(opts, types=types, regions=tuple(opts.regions))
 
 
 def location(backend: str) -> S3Location:
