@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from . import DEFAULT_IDLE_EXIT_S
 
 __all__ = ["USER_DATA_LIMIT", "BootSpec", "render_user_data"]
 
@@ -40,7 +41,7 @@ class BootSpec:
     requirements_key: str | None = None
     job: str | None = None
     slots: int | None = None
-    idle_exit: float = 120.0
+    idle_exit: float = DEFAULT_IDLE_EXIT_S
     grace: float = 30.0
 
 
