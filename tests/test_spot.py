@@ -4,7 +4,6 @@ and a worker in this process that reacts to a notice it reads from the environme
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -25,7 +24,9 @@ from cheerful.worker.spot import (
     SpotNotice,
     SpotWatcher,
 )
+from durable_helpers import wait_for
 from fake_imds import FakeImds
+from servers import free_port
 
 
 @pytest.fixture
@@ -48,22 +49,6 @@ def watcher(imds, **options) -> SpotWatcher:
     w = SpotWatcher(imds.url, **options)
     w.warnings = warnings  # type: ignore[attr-defined]
     return w
-
-
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"not true after {timeout} s: {predicate}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the watcher ------------------------------------------------------------------------
@@ -182,12 +167,28 @@ def sleepy(seconds):
     return seconds
 
 
+def interrupt_once_running(imds, url: str) -> threading.Thread:
+    """Serve the notice once the worker holds the chunk (served before, the worker could
+    read it before its first receive and never take the chunk at all)."""
+
+    def serve() -> None:
+        with open_backend(url) as backend:
+            wait_for(lambda: backend.queue.counts().in_flight == 1, timeout=60)
+        imds.interrupt()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_a_worker_reads_the_metadata_url_from_the_environment(imds, tmp_path, monkeypatch):
     monkeypatch.setenv(METADATA_URL_ENV, imds.url)
-    imds.interrupt()
-    with open_backend(f"local://{tmp_path}/backend") as backend:
+    url = f"local://{tmp_path}/backend"
+    with open_backend(url) as backend:
         job = cf.submit(sleepy, [60], backend=backend)
+        server = interrupt_once_running(imds, url)
         summary = run_worker(backend, slots=1, visibility=600, grace=0.5, node="spot")
+        server.join(10)
         assert summary.reason == "spot interruption" and summary.released == 1
         assert backend.queue.counts().visible == 1  # released, not held for 600 s
         node = json.loads(backend.store.get(layout.node(summary.worker)))
