@@ -257,3 +257,12 @@ def test_each_architecture_gets_the_regions_current_image_from_ssm(s3_url, job) 
     mine = cf.fleet.up(s3_url, job=job.id, count=1, image="ami-0abcdef1234567890", dry_run=True)
     overrides = mine.requests["us-east-1"]["CreateFleet"]["LaunchTemplateConfigs"][0]
     assert {o["ImageId"] for o in overrides["Overrides"]} == {"ami-0abcdef1234567890"}
+
+
+def test_a_zone_without_price_history_takes_the_types_price_elsewhere() -> None:
+    from cheerful.fleet.cost import spot_price
+
+    prices = {("c5.large", "z-a"): 0.03, ("c5.large", "z-b"): 0.05, ("m6i.large", "z-a"): 0.04}
+    assert spot_price(prices, "c5.large", "z-a") == 0.03
+    assert spot_price(prices, "c5.large", "z-e") == 0.04  # the median of its other zones
+    assert spot_price(prices, "c7g.large", "z-a") is None

@@ -17,7 +17,15 @@ from typing import Any
 from ..aws import aws_errors
 from ..errors import FleetError
 
-__all__ = ["ON_DEMAND_USD", "Estimate", "dollars", "estimate", "money", "spot_prices"]
+__all__ = [
+    "ON_DEMAND_USD",
+    "Estimate",
+    "dollars",
+    "estimate",
+    "money",
+    "spot_price",
+    "spot_prices",
+]
 
 ON_DEMAND_USD = {
     "c5.large": 0.085,
@@ -87,6 +95,15 @@ def _latest(ec2: Any, types: list[str], region: str, **since: Any) -> dict:
                 if seen is None or row["Timestamp"] > seen[0]:
                     latest[key] = (row["Timestamp"], float(row["SpotPrice"]))
     return {key: price for key, (_, price) in latest.items()}
+
+
+def spot_price(prices: dict[tuple[str, str], float], kind: str, zone: str) -> float | None:
+    """The spot price of ``kind`` in ``zone``; where the history has none for that zone,
+    the median of the type's prices in the region's other zones (None: no price at all)."""
+    if (kind, zone) in prices:
+        return prices[(kind, zone)]
+    elsewhere = [price for (k, _), price in prices.items() if k == kind]
+    return statistics.median(elsewhere) if elsewhere else None
 
 
 def estimate(prices: Iterable[float], count: int) -> Estimate:

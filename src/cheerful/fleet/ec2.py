@@ -32,7 +32,7 @@ from ..aws import AwsClients, aws_errors, error_code
 from ..backends import S3Location, open_backend, parse_s3_url
 from ..errors import ConfigError, FleetError
 from . import DEFAULT_IDLE_EXIT_S, DEFAULT_TYPES
-from .cost import ON_DEMAND_USD, Estimate, estimate, spot_prices
+from .cost import ON_DEMAND_USD, Estimate, estimate, spot_price, spot_prices
 from .userdata import BootSpec, render_user_data
 
 __all__ = [
@@ -289,7 +289,7 @@ def _launch_region(where: S3Location, plan: _RegionPlan, opts: FleetOptions, lau
         chosen = group.get("LaunchTemplateAndOverrides", {}).get("Overrides", {})
         kind = group.get("InstanceType") or chosen.get("InstanceType")
         zone = plan.subnets.get(chosen.get("SubnetId"), "")
-        price = plan.prices.get((kind, zone)) if opts.spot else ON_DEMAND_USD.get(kind)
+        price = spot_price(plan.prices, kind, zone) if opts.spot else ON_DEMAND_USD.get(kind)
         for instance_id in group.get("InstanceIds", []):
             launch.instances.append(
                 {

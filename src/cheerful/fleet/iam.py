@@ -11,7 +11,8 @@ in user-data. :func:`policy_document` is what the role may do, and no more:
   ``ChangeMessageVisibilityBatch`` by the single-message actions; they are no IAM actions.
 - S3: read, write and delete objects under the backend's prefix, abort a multipart upload
   there (a failed write of an object over 64 MiB), and list the bucket only under the
-  prefix (which also makes S3 answer 404 rather than 403 for a missing key).
+  prefix. A missing key may then be answered 403 rather than 404 (S3 gives 404 only to
+  whom may list that key); the S3 store tells the two apart by listing the one key.
 
 :func:`ensure_instance_profile` makes the role (EC2 may assume it), puts the policy on it
 (again on every run: a rerun updates it), makes the instance profile of the same name and
