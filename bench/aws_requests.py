@@ -110,7 +110,7 @@ def one_run(endpoint: str, tasks: int, chunk_size: int | None) -> dict:
     import cheerful as cf
     import cheerful.aws
     from cheerful.backends import init_backend, open_backend
-    from cheerful.worker.loop import run_worker
+    from cheerful.worker import run_worker
 
     log = RequestLog()
     cheerful.aws._clients.clear()  # fresh clients, counted into this run's log

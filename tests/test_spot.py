@@ -13,7 +13,7 @@ import cheerful as cf
 from cheerful import layout
 from cheerful.backends import open_backend
 from cheerful.errors import ConfigError
-from cheerful.worker.loop import run_worker
+from cheerful.worker import run_worker
 from cheerful.worker.spot import (
     INSTANCE_ACTION_PATH,
     METADATA_URL_ENV,

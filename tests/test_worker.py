@@ -21,7 +21,7 @@ from cheerful.fleet import LocalFleet
 from cheerful.messages import ChunkMessage, ChunkRecord
 from cheerful.serialize import dumps, loads
 from cheerful.task import ChunkResult
-from cheerful.worker.loop import WorkerSummary, run_worker
+from cheerful.worker import WorkerSummary, run_worker
 from durable_helpers import wait_for, worker_fleet
 
 

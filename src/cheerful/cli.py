@@ -303,7 +303,7 @@ def submit(script, command, envs, backend, **options) -> None:
 )
 def worker(backend, job, slots, idle_exit, visibility, grace, node, metadata_url) -> None:
     """Run tasks from the backend's queue until stopped (or idle for --idle-exit)."""
-    from .worker.loop import run_worker
+    from .worker import run_worker
 
     err.print(
         f"cheerful worker (pid {os.getpid()}) serving {backend}" + (f", job {job}" if job else "")

@@ -23,6 +23,7 @@ __all__ = [
     "Record",
     "Release",
     "Run",
+    "WorkerSummary",
 ]
 
 
@@ -159,3 +160,27 @@ class Exit:
 
 
 Action = Run | Extend | Release | Delete | DeadLetter | Kill | Record | Exit
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """What a worker did before it left: ``reason`` is "idle", "stopped", "grace expired",
+    "spot interruption" or "rebalance"."""
+
+    worker: str
+    reason: str
+    chunks: int = 0
+    done: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    released: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"worker {self.worker} stopped ({self.reason}) after {self.seconds:.1f} s: "
+            f"{self.chunks} chunk(s), {self.done} task(s) done, {self.failed} failed, "
+            f"{self.duplicates} duplicate(s) dropped, {self.dead_lettered} dead-lettered, "
+            f"{self.released} released"
+        )

@@ -1,6 +1,6 @@
 """The durable worker's I/O loop: queue in, slots run, store out.
 
-:func:`run_worker` is what ``cheerful worker`` runs. It receives chunk messages, looks up
+:func:`~cheerful.worker.run.run_worker` sets it up; the loop receives chunk messages, looks up
 what the decisions need (the job's manifest and code, cancelled or not, result stored or
 not, the inputs), runs chunks on a :class:`~cheerful.worker.slots.SlotPool` and carries out what
 :class:`~cheerful.worker.state.WorkerState` decides. For each finished chunk it stores the
@@ -15,168 +15,52 @@ polls for spot notices in a thread; each turn hands a new one to the state machi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pickle
-import re
-import signal
 import socket
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from .. import layout
 from ..errors import BackendError, ConfigError, ObjectNotFound, QueueError
 from ..messages import ChunkMessage, ChunkRecord, MalformedMessage
-from ..plans.base import Crashed, Done, Work, owned_cores
-from ..queues.base import BATCH_SIZE, MAX_VISIBILITY_S, Message
+from ..plans.base import Crashed, Done, Work
+from ..queues.base import BATCH_SIZE, Message
 from ..serialize import dumps
-from .events import Config, DeadLetter, Delete, Delivery, Extend, Kill, Record, Release, Run
+from .events import (
+    Config,
+    DeadLetter,
+    Delete,
+    Delivery,
+    Extend,
+    Kill,
+    Record,
+    Release,
+    Run,
+    WorkerSummary,
+)
 from .jobs import Counters, JobCache
 from .logs import TaskLogs
 from .slots import PackedChunk, SlotPool
-from .spot import METADATA_URL_ENV, SpotWatcher
+from .spot import SpotWatcher
 from .state import SPOT_INTERRUPTION, WorkerState
 
-__all__ = ["WorkerSummary", "run_worker", "worker_id"]
+__all__ = ["Loop", "warn"]
 
 POLL_S = 1.0
 """Longest wait for a message while no slot is busy: a stop signal is seen within it."""
 WAIT_S = 0.2
 """Longest wait for a slot while some are busy (heartbeats, timeouts and stops run between)."""
 NODE_EVERY_S = 10.0
+"""Seconds between two writes of the worker's heartbeat file ``nodes/<worker>.json``."""
 DELETE_BATCH_S = 1.0
 """On a remote queue, finished chunks' messages wait at most this long for a batch delete."""
-"""Seconds between two writes of the worker's heartbeat file ``nodes/<worker>.json``."""
 RECORD_RETRY_S = 1.0
 """Pause before storing a record again after the store failed."""
 
 
-@dataclass(frozen=True)
-class WorkerSummary:
-    """What a worker did before it left: ``reason`` is "idle", "stopped", "grace expired",
-    "spot interruption" or "rebalance"."""
-
-    worker: str
-    reason: str
-    chunks: int = 0
-    done: int = 0
-    failed: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    released: int = 0
-    seconds: float = 0.0
-
-    def __str__(self) -> str:
-        return (
-            f"worker {self.worker} stopped ({self.reason}) after {self.seconds:.1f} s: "
-            f"{self.chunks} chunk(s), {self.done} task(s) done, {self.failed} failed, "
-            f"{self.duplicates} duplicate(s) dropped, {self.dead_lettered} dead-lettered, "
-            f"{self.released} released"
-        )
-
-
-def run_worker(
-    backend: Any,
-    *,
-    job: str | None = None,
-    slots: int | None = None,
-    idle_exit: float | None = None,
-    visibility: float = 30.0,
-    grace: float = 30.0,
-    node: str | None = None,
-    stop_event: threading.Event | None = None,
-    metadata_url: str | None = None,
-) -> WorkerSummary:
-    """Run chunks from ``backend``'s queue until stopped or idle; return what was done.
-
-    ``backend`` is a backend URL or an object with ``.queue`` and ``.store``. ``job``
-    serves that job only (it receives from the job's queue group, never touching other
-    jobs' messages); ``slots`` child processes run
-    chunks (default: the cores this process may use); ``idle_exit`` leaves after that many
-    seconds without work; ``visibility`` is how long a received message stays hidden
-    (extended every third of it while its chunk runs); on SIGTERM or SIGINT, or when
-    ``stop_event`` is set, running chunks get ``grace`` seconds to finish, then their
-    messages are released (a second signal releases them at once). ``node`` names the
-    machine in the worker's id (default: the host name).
-
-    ``metadata_url`` is the instance metadata service to poll for EC2 spot notices
-    (IMDSv2, every 5 s; on EC2 ``http://169.254.169.254``); when None, the environment
-    variable ``CHEERFUL_METADATA_URL``; when neither is set (or empty) nothing is polled.
-    On an interruption notice the worker stops receiving, gives running chunks
-    ``min(grace, 10)`` seconds, releases the rest at once and exits with reason
-    "spot interruption" (node heartbeat state "interrupted"); on a rebalance
-    recommendation it stops receiving, lets running chunks finish and exits with reason
-    "rebalance".
-    """
-    config = _config(job, slots, idle_exit, visibility, grace)
-    worker = worker_id(node)
-    if metadata_url is None:
-        metadata_url = os.environ.get(METADATA_URL_ENV) or None
-    watcher = SpotWatcher(metadata_url) if metadata_url else None
-    opened = None if _is_backend(backend) else _open(backend)
-    if (opened or backend).queue.remote:  # hold a chunk per slot in reserve: fewer receives
-        config = dataclasses.replace(config, prefetch=config.slots)
-    try:
-        with tempfile.TemporaryDirectory(prefix="cheerful-worker-") as log_dir:
-            cores_each = max(1, owned_cores() // config.slots)
-            store = (opened or backend).store
-            pool = SlotPool(config.slots, log_dir, cores_each=cores_each, store=store)
-            try:
-                loop = _Loop(opened or backend, pool, config, worker, log_dir, stop_event)
-                loop.watcher = watcher and watcher.start()
-                with _signals(loop):
-                    return loop.run()
-            finally:
-                if watcher is not None:
-                    watcher.close()
-                pool.close(kill=True)
-    finally:
-        if opened is not None:
-            opened.close()
-
-
-def worker_id(node: str | None = None) -> str:
-    """``<node>-<pid>``: unique among the workers of a backend (node: the host name)."""
-    base = re.sub(r"[^A-Za-z0-9_.-]", "-", node or socket.gethostname() or "worker")
-    base = base.lstrip("-_.") or "worker"
-    return layout.validate_id(f"{base[:100]}-{os.getpid()}", "worker id")
-
-
-def _config(job, slots, idle_exit, visibility, grace) -> Config:
-    if job is not None:
-        layout.validate_id(job)
-    if slots is None:
-        slots = owned_cores()
-    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-        raise ConfigError(f"slots must be a positive whole number, not {slots!r}")
-    for name, value in (("idle_exit", idle_exit), ("grace", grace)):
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
-    if not isinstance(visibility, (int, float)) or not 1 <= visibility <= MAX_VISIBILITY_S:
-        raise ConfigError(
-            f"visibility must be from 1 to {MAX_VISIBILITY_S:g} seconds, not {visibility!r}"
-        )
-    return Config(slots, float(visibility), float(grace), idle_exit, job)
-
-
-def _is_backend(backend: Any) -> bool:
-    return hasattr(backend, "queue") and hasattr(backend, "store")
-
-
-def _open(url: Any):
-    from ..backends import open_backend
-
-    return open_backend(url)
-
-
-# --- the loop ---------------------------------------------------------------------------
-
-
-class _Loop:
+class Loop:
     """One worker's I/O: everything :class:`WorkerState` asks for."""
 
     def __init__(
@@ -247,7 +131,7 @@ class _Loop:
             wait = 0.0 if busy else POLL_S
             messages = self.queue.receive(want, wait, self.config.visibility, self.config.job)
         except BackendError as exc:
-            _warn(f"receiving failed, trying again: {exc}")
+            warn(f"receiving failed, trying again: {exc}")
             time.sleep(POLL_S)
             # No work came: counts toward --idle-exit, so that a worker the queue keeps
             # refusing (no rights, queue deleted) leaves, and its instance stops billing.
@@ -258,7 +142,7 @@ class _Loop:
             try:
                 deliveries.append(self._deliver(m))
             except BackendError as exc:  # cannot tell what to do with it now: let it come back
-                _warn(f"looking up a message's job failed, releasing it: {exc}")
+                warn(f"looking up a message's job failed, releasing it: {exc}")
                 self._act([Release((m.receipt,), "store unavailable")])
         self._act(self.state.received(now, deliveries))  # idle since the poll began
 
@@ -312,7 +196,7 @@ class _Loop:
             try:
                 self._do(action)
             except BackendError as exc:
-                _warn(f"{type(action).__name__} failed: {exc}")
+                warn(f"{type(action).__name__} failed: {exc}")
 
     def _do(self, action) -> None:
         if isinstance(action, Run):
@@ -358,7 +242,7 @@ class _Loop:
                     stale.append(receipt)
                     why = str(exc)
             if stale:  # the chunk runs on, but its message may run elsewhere too
-                _warn(f"cannot keep {len(stale)} message(s) hidden any longer: {why}")
+                warn(f"cannot keep {len(stale)} message(s) hidden any longer: {why}")
             self.state.lost(stale)
 
     def _record(self, record: Record) -> None:
@@ -366,7 +250,7 @@ class _Loop:
         try:
             wrote = self._store_record(record)
         except BackendError as exc:
-            _warn(f"storing the result of chunk {record.chunk} failed, trying again: {exc}")
+            warn(f"storing the result of chunk {record.chunk} failed, trying again: {exc}")
             self.unrecorded.append((time.monotonic() + RECORD_RETRY_S, record))
             return
         self.tally["duplicates"] += not wrote
@@ -374,7 +258,7 @@ class _Loop:
         try:
             self.counters.flush(time.monotonic(), self._running)
         except BackendError as exc:  # the counters are written again later
-            _warn(f"writing the counters failed: {exc}")
+            warn(f"writing the counters failed: {exc}")
         try:
             self._delete_later(record.receipt)
         finally:
@@ -397,7 +281,7 @@ class _Loop:
         try:
             self.queue.delete(receipts)
         except BackendError as exc:  # the messages come back; their records are stored
-            _warn(f"deleting {len(receipts)} finished message(s) failed: {exc}")
+            warn(f"deleting {len(receipts)} finished message(s) failed: {exc}")
 
     def _store_record(self, record: Record) -> bool:
         if record.result.errors and record.inputs:
@@ -472,7 +356,7 @@ class _Loop:
         if notice is None or notice.kind in self.noticed:
             return
         self.noticed.add(notice.kind)
-        _warn(f"{notice}: taking no more work, {len(self.state.chunks)} chunk(s) held")
+        warn(f"{notice}: taking no more work, {len(self.state.chunks)} chunk(s) held")
         if notice.kind == "interruption":
             self.pool.tell_leaving()
         self._act(self.state.notice(time.monotonic(), notice.kind))
@@ -482,7 +366,7 @@ class _Loop:
         try:
             self.counters.flush(now, self._running)
         except BackendError as exc:
-            _warn(f"writing the counters failed: {exc}")
+            warn(f"writing the counters failed: {exc}")
         if now >= self.node_due:
             self.node_due = now + NODE_EVERY_S
             self._write_node("running")
@@ -503,7 +387,7 @@ class _Loop:
         try:
             self.store.put(layout.node(self.worker), json.dumps(node).encode())
         except BackendError as exc:
-            _warn(f"writing the heartbeat failed: {exc}")
+            warn(f"writing the heartbeat failed: {exc}")
 
     def _leave(self) -> None:
         """Release whatever is still held; write the last counters and heartbeat."""
@@ -513,11 +397,11 @@ class _Loop:
             try:
                 self.tally["released"] += sum(self.queue.release(list(held)))
             except BackendError as exc:
-                _warn(f"releasing {len(held)} message(s) failed: {exc}")
+                warn(f"releasing {len(held)} message(s) failed: {exc}")
         try:
             self.counters.flush(time.monotonic(), lambda job: 0, force=True)
         except BackendError as exc:
-            _warn(f"writing the counters failed: {exc}")
+            warn(f"writing the counters failed: {exc}")
         self._write_node("interrupted" if self.state.exited == SPOT_INTERRUPTION else "stopped")
 
     def _summary(self) -> WorkerSummary:
@@ -533,26 +417,6 @@ class _Loop:
         )
 
 
-class _signals:  # noqa: N801 - a context manager used like a function
-    """SIGTERM and SIGINT ask the loop to stop (in the main thread only)."""
-
-    def __init__(self, loop: _Loop) -> None:
-        self.loop, self.saved = loop, {}
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.saved[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.loop.signals += 1
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-
 def _pack(record: ChunkRecord) -> bytes:
     try:
         return pickle.dumps(record, protocol=5)
@@ -560,7 +424,8 @@ def _pack(record: ChunkRecord) -> bytes:
         return dumps(record)
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
+    """Print a worker's warning on its standard error."""
     import sys
 
     print(f"cheerful worker: {message}", file=sys.stderr, flush=True)
