@@ -477,7 +477,9 @@ def receive_one_of(queue: Queue, group: str) -> Message:
 # Many processes at once
 
 
-def test_many_processes_each_message_exactly_once(queue_factory, tmp_path: Path) -> None:
+def test_many_processes_lose_no_message(queue_factory, tmp_path: Path) -> None:
+    """Four processes send and drain one queue at once: every message is received, once
+    each where the queue promises it (``exactly_once``), and deleted."""
     procs, per_proc = 4, queue_factory.many
     queue = queue_factory.make(real_time=True)
     queue.counts()  # connect before forking: children must not reuse this connection
@@ -496,7 +498,11 @@ def test_many_processes_each_message_exactly_once(queue_factory, tmp_path: Path)
         worker.join(60)
     assert [w.exitcode for w in workers] == [0] * procs
     got = [line for w in range(procs) for line in _lines(tmp_path / f"drained{w}")]
-    assert sorted(got) == sorted(f"{w}-{i}" for w in range(procs) for i in range(per_proc))
+    sent = sorted(f"{w}-{i}" for w in range(procs) for i in range(per_proc))
+    if queue_factory.exactly_once:
+        assert sorted(got) == sent
+    else:  # at least once: nothing lost, nothing foreign, a rare duplicate allowed
+        assert sorted(set(got)) == sent and len(got) - len(sent) <= procs
     assert queue.counts() == QueueCounts(0, 0, 0)
     queue_factory.check_integrity(queue)
 
