@@ -45,35 +45,19 @@ def aws_env():
 @pytest.fixture(scope="session")
 def moto_server(aws_env, tmp_path_factory):
     """A ``moto_server`` on a free loopback port for the whole session."""
-    from servers import MotoServer, ServerUnavailable
+    from servers import MotoServer, running
 
-    server = MotoServer(tmp_path_factory.mktemp("moto"))
-    try:
-        server.start()
-    except ServerUnavailable as exc:
-        server.stop()
-        pytest.skip(f"moto_server cannot run here: {exc}")
-    try:
+    with running(MotoServer(tmp_path_factory.mktemp("moto")), "moto_server") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def seaweed_server(aws_env, tmp_path_factory):
     """SeaweedFS (a real S3 implementation) on free loopback ports for the whole session."""
-    from servers import SeaweedServer, ServerUnavailable
+    from servers import SeaweedServer, running
 
-    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
-    try:
-        server.start()
-    except ServerUnavailable as exc:
-        server.stop()
-        pytest.skip(f"SeaweedFS cannot run here: {exc}")
-    try:
+    with running(SeaweedServer(tmp_path_factory.mktemp("seaweed")), "SeaweedFS") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

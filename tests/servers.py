@@ -195,3 +195,20 @@ def _boto_credentials() -> dict[str, str]:
         "aws_secret_access_key": TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         "region_name": TEST_CREDENTIALS["AWS_DEFAULT_REGION"],
     }
+
+
+@contextlib.contextmanager
+def running(server, what: str):
+    """Start ``server`` (a :class:`MotoServer` or :class:`SeaweedServer`), yield it and
+    stop it; skip the test with the reason when it cannot start here."""
+    import pytest
+
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.skip(f"{what} cannot run here: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -64,7 +64,7 @@ from cheerful.cli import main
 from cheerful.fleet import iam
 from cheerful.queues.sqs import SqsQueue
 from cheerful.serialize import loads
-from servers import MotoServer, ServerUnavailable
+from servers import MotoServer, running
 
 ACCOUNT = "123456789012"  # moto's
 REGION = "us-east-1"
@@ -196,12 +196,7 @@ def enforcing_moto(tmp_path_factory):
         tmp_path_factory.mktemp("moto-iam"),
         env={"INITIAL_NO_AUTH_ACTION_COUNT": str(FREE_REQUESTS)},
     )
-    try:
-        server.start()
-    except ServerUnavailable as exc:
-        server.stop()
-        pytest.skip(f"moto_server cannot run here: {exc}")
-    try:
+    with running(server, "moto_server"):
         anyone = Keys("free", "requests")  # not checked while requests are free
         client = anyone.client("iam", server.endpoint)
         client.create_user(UserName="admin")
@@ -213,8 +208,6 @@ def enforcing_moto(tmp_path_factory):
         with pytest.raises(ClientError, match="InvalidClientTokenId"):  # enforcing now
             anyone.client("iam", server.endpoint).list_users()
         yield server.endpoint, admin
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
