@@ -86,7 +86,7 @@ class RequestLog:
 
 def instrument(log: RequestLog) -> None:
     """Count every request of every client cheerful makes from now on."""
-    from cheerful.aws import AwsClients
+    from cheerful.durable.aws import AwsClients
 
     original = getattr(AwsClients, "_uncounted", AwsClients._new_client)
     AwsClients._uncounted = original
@@ -108,12 +108,12 @@ def _named(count):
 
 def one_run(endpoint: str, tasks: int, chunk_size: int | None) -> dict:
     import cheerful as cf
-    import cheerful.aws
-    from cheerful.backends import init_backend, open_backend
-    from cheerful.worker import run_worker
+    import cheerful.durable.aws
+    from cheerful.durable.backends import init_backend, open_backend
+    from cheerful.durable.worker import run_worker
 
     log = RequestLog()
-    cheerful.aws._clients.clear()  # fresh clients, counted into this run's log
+    cheerful.durable.aws._clients.clear()  # fresh clients, counted into this run's log
     instrument(log)
     name = f"bench{uuid.uuid4().hex[:8]}"
     url = f"s3://{name}/{name}?region=us-east-1&endpoint_url={endpoint}"

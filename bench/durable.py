@@ -6,7 +6,7 @@
 
 Every measurement runs in a fresh Python process on a fresh backend in a temp directory
 (``local:///tmp/...``), with the workers as real ``python -m cheerful worker`` processes
-(:class:`cheerful.fleet.LocalFleet`), started and ready before the clock starts.
+(:class:`cheerful.durable.fleet.LocalFleet`), started and ready before the clock starts.
 
   throughput  10,000 trivial tasks (x + 1), 2 worker slots, automatic chunking: from
               submit to the last result in hand (job.results()). goal >= 3,000 tasks/s.
@@ -74,8 +74,8 @@ def marked_sleep(args: tuple[str, int, float]) -> int:
 def workers(count: int, slots: int, **options) -> Iterator[tuple[object, object, float]]:
     """``count`` worker processes of ``slots`` slots on a fresh backend in a temp directory,
     ready (their loops running); yields (backend, fleet, start-up seconds of the slowest)."""
-    from cheerful.backends import open_backend
-    from cheerful.fleet import LocalFleet
+    from cheerful.durable.backends import open_backend
+    from cheerful.durable.fleet import LocalFleet
 
     root = Path(tempfile.mkdtemp(prefix="cheerful-bench-"))
     backend = open_backend(f"local://{root}/backend")

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import cheerful as cf  # noqa: E402
 import ssh_servers as servers  # noqa: E402 - the test helpers start the sshd servers
-from cheerful.remote.bundle import bundle  # noqa: E402
-from cheerful.scheduler import release_pools  # noqa: E402
+from cheerful.driven.plans.ssh.bundle import bundle  # noqa: E402
+from cheerful.driven.scheduler import release_pools  # noqa: E402
 
 
 def inc(x: int) -> int:

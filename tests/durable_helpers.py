@@ -9,7 +9,7 @@ the manifest's ``retries`` more times, put each attempt's output (and traceback)
 ``logs/<task>.<attempt>`` when there is any, store a failed chunk's inline inputs at
 ``inputs/<chunk>``, store the ``ChunkRecord`` with
 ``put_if_absent``, THEN add to its counters ``status/<worker>.json``, THEN delete the
-message. End-to-end tests with the real worker (``cheerful.worker``) replace it.
+message. End-to-end tests with the real worker (``cheerful.durable.worker``) replace it.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import json
 import os
 import time
 
-from cheerful import layout
-from cheerful.backends import Backend
+from cheerful.durable import layout
+from cheerful.durable.backends import Backend
+from cheerful.durable.fleet import LocalFleet, worker_command
+from cheerful.durable.job import cancelled_key
+from cheerful.durable.messages import ChunkMessage, ChunkRecord, MalformedMessage
 from cheerful.errors import ObjectNotFound
-from cheerful.fleet import LocalFleet, worker_command
-from cheerful.job import cancelled_key
-from cheerful.messages import ChunkMessage, ChunkRecord, MalformedMessage
 from cheerful.runner import run_chunk
 from cheerful.serialize import dumps, loads
 from cheerful.task import Chunk, ChunkResult

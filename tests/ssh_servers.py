@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import cheerful as cf
-from cheerful.scheduler import release_pools
+from cheerful.driven.scheduler import release_pools
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SAFETY_ROUTE = ["unreachable", "10.200.0.0/16", "metric", "4000"]

@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import open_backend, parse_s3_url
 from cheerful.cli import main
+from cheerful.durable import layout
+from cheerful.durable.backends import open_backend, parse_s3_url
+from cheerful.durable.fleet import LocalFleet
 from cheerful.errors import ConfigError, QueueError, StoreError
-from cheerful.fleet import LocalFleet
 from durable_helpers import all_records, worker_fleet
 
 VISIBILITY = 2.0
@@ -193,6 +193,6 @@ def test_big_inputs_spill_to_s3_and_a_deleted_job_leaves_nothing(s3_url, tmp_pat
 
 
 def cf_counts(*values):
-    from cheerful.queues import QueueCounts
+    from cheerful.durable.queues import QueueCounts
 
     return QueueCounts(*values)

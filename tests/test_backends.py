@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import cheerful as cf
-from cheerful.backends import MAX_RECEIVES, Backend, local_backend, open_backend
-from cheerful.queues.sqlite import SqliteQueue
-from cheerful.stores.local import LocalStore
+from cheerful.durable.backends import MAX_RECEIVES, Backend, local_backend, open_backend
+from cheerful.durable.queues.sqlite import SqliteQueue
+from cheerful.durable.stores.local import LocalStore
 
 
 def test_local_means_dot_cheerful_in_the_working_directory(tmp_path, monkeypatch):

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 import cheerful as cf
-from cheerful.backends import open_backend
 from cheerful.cli import main
+from cheerful.durable.backends import open_backend
 from durable_helpers import drain
 
 SCRIPT = """\

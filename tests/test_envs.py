@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cheerful as cf
-from cheerful.envs import check_envs, load_envs
+from cheerful.durable.envs import check_envs, load_envs
 
 
 def write(tmp_path, name, text):
@@ -130,7 +130,7 @@ def test_bad_env_lists(envs, words):
 
 
 def test_the_float_pattern_is_strict():
-    from cheerful.envs import _convert
+    from cheerful.durable.envs import _convert
 
     assert _convert("1.") == 1.0
     assert _convert("2e5") == 200000.0

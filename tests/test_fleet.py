@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import open_backend
 from cheerful.cli import main
+from cheerful.durable import layout
+from cheerful.durable.backends import open_backend
 from cheerful.errors import ConfigError
 from servers import TEST_CREDENTIALS
 
@@ -233,7 +233,7 @@ def test_init_makes_the_instance_role_of_every_job_once(s3_url, tmp_path) -> Non
 
 
 def test_money_is_readable_at_every_scale() -> None:
-    from cheerful.fleet.cost import money
+    from cheerful.durable.fleet.cost import money
 
     assert [money(x) for x in (0, 1e-05, 0.0123, 0.1, 1234.5)] == [
         "$0",
@@ -260,7 +260,7 @@ def test_each_architecture_gets_the_regions_current_image_from_ssm(s3_url, job) 
 
 
 def test_a_zone_without_price_history_takes_the_types_price_elsewhere() -> None:
-    from cheerful.fleet.cost import spot_price
+    from cheerful.durable.fleet.cost import spot_price
 
     prices = {("c5.large", "z-a"): 0.03, ("c5.large", "z-b"): 0.05, ("m6i.large", "z-a"): 0.04}
     assert spot_price(prices, "c5.large", "z-a") == 0.03

@@ -19,8 +19,8 @@ import subprocess
 import pytest
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import open_backend
+from cheerful.durable import layout
+from cheerful.durable.backends import open_backend
 from test_fleet import assert_no_secrets
 
 pytestmark = pytest.mark.slow

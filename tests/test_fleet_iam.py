@@ -9,11 +9,11 @@ import uuid
 import boto3
 import pytest
 
-from cheerful.aws import AwsClients
-from cheerful.backends import parse_s3_url
+from cheerful.durable.aws import AwsClients
+from cheerful.durable.backends import parse_s3_url
+from cheerful.durable.fleet import iam
+from cheerful.durable.queues.sqs import SqsQueue
 from cheerful.errors import BackendError, ConfigError
-from cheerful.fleet import iam
-from cheerful.queues.sqs import SqsQueue
 
 ACCOUNT = "123456789012"  # moto's
 WORKER_SQS = {

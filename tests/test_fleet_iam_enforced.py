@@ -1,11 +1,11 @@
-"""The cloud workers' IAM policy (:func:`cheerful.fleet.iam.policy_document`) against a
+"""The cloud workers' IAM policy (:func:`cheerful.durable.fleet.iam.policy_document`) against a
 ``moto_server`` that ENFORCES IAM: enough for a real ``cheerful worker --job JOB`` process
 to finish its job, and no access to other prefixes of the bucket or other jobs' queues.
 
 The server runs with ``INITIAL_NO_AUTH_ACTION_COUNT=3``: its first 3 requests make an admin
 IAM user (inline policy ``*`` on ``*``) and its key; every later request must be signed by a
 key of an IAM user moto holds and is checked against that user's policies. The tests set
-things up as that admin, put the policy that :func:`~cheerful.fleet.iam.ensure_instance_profile`
+things up as that admin, put the policy that :func:`~cheerful.durable.fleet.iam.ensure_instance_profile`
 installs on a job's worker role on a worker IAM user, and run the worker with only that
 user's key.
 
@@ -58,11 +58,11 @@ from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import S3Location, open_backend, parse_s3_url
 from cheerful.cli import main
-from cheerful.fleet import iam
-from cheerful.queues.sqs import SqsQueue
+from cheerful.durable import layout
+from cheerful.durable.backends import S3Location, open_backend, parse_s3_url
+from cheerful.durable.fleet import iam
+from cheerful.durable.queues.sqs import SqsQueue
 from cheerful.serialize import loads
 from servers import MotoServer, running
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import cheerful
-from cheerful.fleet.wheel import build_wheel, wheel_digest, wheel_name
+from cheerful.durable.fleet.wheel import build_wheel, wheel_digest, wheel_name
 
 VERSION = cheerful.__version__
 DIST_INFO = f"cheerful-{VERSION}.dist-info"
@@ -45,7 +45,7 @@ def test_the_wheel_holds_the_package_and_its_metadata(wheel):
     packed = {n for n in names if n.startswith("cheerful/")}
     assert sources <= packed
     assert all((package / n.removeprefix("cheerful/")).is_file() for n in packed)
-    for name in ("cheerful/__init__.py", "cheerful/cli.py", "cheerful/fleet/wheel.py"):
+    for name in ("cheerful/__init__.py", "cheerful/cli/main.py", "cheerful/durable/fleet/wheel.py"):
         assert name in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert len(names) == len(set(names))
@@ -143,7 +143,7 @@ def test_pip_installs_the_wheel_in_a_fresh_venv(wheel, tmp_path):
     deps = sorted({str(Path(m.__file__).parent.parent) for m in (cloudpickle, click, rich)})
     prelude = f"import sys; sys.path.extend({deps!r}); "
     out = run(
-        prelude + "import cheerful, cheerful.layout; print(cheerful.__version__); "
+        prelude + "import cheerful, cheerful.durable.layout; print(cheerful.__version__); "
         "print(cheerful.__file__)"
     )
     version, where = out.splitlines()
@@ -157,7 +157,7 @@ def test_pip_installs_the_wheel_in_a_fresh_venv(wheel, tmp_path):
 
     # A regular install builds the same wheel.
     rebuilt = run(
-        prelude + "from cheerful.fleet.wheel import build_wheel; "
+        prelude + "from cheerful.durable.fleet.wheel import build_wheel; "
         f"print(build_wheel({str(tmp_path / 'rebuilt')!r}))"
     ).strip()
     assert Path(rebuilt).read_bytes() == wheel.read_bytes()

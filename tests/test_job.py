@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import local_backend, open_backend
-from cheerful.job import JobStatus
-from cheerful.messages import ChunkMessage
-from cheerful.submission import auto_chunk_size
+from cheerful.durable import layout
+from cheerful.durable.backends import local_backend, open_backend
+from cheerful.durable.job import JobStatus
+from cheerful.durable.messages import ChunkMessage
+from cheerful.durable.submit import auto_chunk_size
 from durable_helpers import drain
 
 

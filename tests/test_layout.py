@@ -1,12 +1,12 @@
-"""The key scheme of the store (cheerful.layout)."""
+"""The key scheme of the store (cheerful.durable.layout)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cheerful import layout
+from cheerful.durable import layout
+from cheerful.durable.stores import validate_key
 from cheerful.errors import ConfigError
-from cheerful.stores import validate_key
 
 JOB = "job-2024.01_a"
 

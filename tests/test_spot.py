@@ -10,11 +10,10 @@ import time
 import pytest
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import open_backend
-from cheerful.errors import ConfigError
-from cheerful.worker import run_worker
-from cheerful.worker.spot import (
+from cheerful.durable import layout
+from cheerful.durable.backends import open_backend
+from cheerful.durable.worker import run_worker
+from cheerful.durable.worker.spot import (
     INSTANCE_ACTION_PATH,
     METADATA_URL_ENV,
     REBALANCE_PATH,
@@ -24,6 +23,7 @@ from cheerful.worker.spot import (
     SpotNotice,
     SpotWatcher,
 )
+from cheerful.errors import ConfigError
 from durable_helpers import wait_for
 from fake_imds import FakeImds
 from servers import free_port

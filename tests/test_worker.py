@@ -15,13 +15,13 @@ import time
 import pytest
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import local_backend, open_backend
-from cheerful.fleet import LocalFleet
-from cheerful.messages import ChunkMessage, ChunkRecord
+from cheerful.durable import layout
+from cheerful.durable.backends import local_backend, open_backend
+from cheerful.durable.fleet import LocalFleet
+from cheerful.durable.messages import ChunkMessage, ChunkRecord
+from cheerful.durable.worker import WorkerSummary, run_worker
 from cheerful.serialize import dumps, loads
 from cheerful.task import ChunkResult
-from cheerful.worker import WorkerSummary, run_worker
 from durable_helpers import wait_for, worker_fleet
 
 
@@ -246,7 +246,7 @@ def test_a_message_that_is_not_a_chunk_does_not_stop_the_worker(backend):
 def test_a_filtered_worker_does_not_burn_the_receives_of_other_jobs(backend, monkeypatch):
     """A long run of a worker serving job B never receives job A's messages: none of
     them reaches the queue's max_receives (20) and goes to the dead letters."""
-    from cheerful.worker import loop
+    from cheerful.durable.worker import loop
 
     a = cf.submit(square, range(4), backend=backend, chunk_size=1)
     b = cf.submit(square, range(4), backend=backend, chunk_size=2)
@@ -286,7 +286,7 @@ def test_a_deleted_jobs_messages_go_with_it_and_strays_are_dead_lettered(backend
 
 
 def test_the_job_cache_notices_a_deleted_job():
-    from cheerful.worker.jobs import CANCEL_CHECK_S, JobCache
+    from cheerful.durable.worker.jobs import CANCEL_CHECK_S, JobCache
 
     class Store(dict):
         def get(self, key):
@@ -322,7 +322,7 @@ def test_the_job_cache_says_why_it_cannot_serve_a_job_of_another_layout() -> Non
     store = Store()
     store[layout.manifest("j1")] = json.dumps({"v": 1, "tasks": 3}).encode()
     store[layout.code("j1")] = b"code"
-    from cheerful.worker.jobs import JobCache
+    from cheerful.durable.worker.jobs import JobCache
 
     spec, why = JobCache(store).spec("j1", 0.0)
     assert spec is None and "layout v1" in why and "submit it again" in why

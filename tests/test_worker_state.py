@@ -6,11 +6,8 @@ import pickle
 
 import pytest
 
-from cheerful.errors import TaskTimeout
-from cheerful.messages import ChunkMessage
-from cheerful.serialize import dumps, rebuild_exception
-from cheerful.task import ChunkResult, ErrorInfo
-from cheerful.worker.events import (
+from cheerful.durable.messages import ChunkMessage
+from cheerful.durable.worker.events import (
     Config,
     DeadLetter,
     Delete,
@@ -23,7 +20,10 @@ from cheerful.worker.events import (
     Release,
     Run,
 )
-from cheerful.worker.state import INTERRUPTION_GRACE_S, WorkerState
+from cheerful.durable.worker.state import INTERRUPTION_GRACE_S, WorkerState
+from cheerful.errors import TaskTimeout
+from cheerful.serialize import dumps, rebuild_exception
+from cheerful.task import ChunkResult, ErrorInfo
 
 JOB = JobSpec("job-1", tasks=100, seed=7, retries=2)
 

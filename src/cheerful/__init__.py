@@ -7,6 +7,14 @@ tasks run (``sequential()``, ``processes()``, ``ssh(hosts)``, nested levels); ``
 read and retry from any process.
 """
 
+from cheerful.driven.executor import Executor
+from cheerful.driven.mapping import imap, map, starmap
+from cheerful.driven.plans.base import Plan
+from cheerful.driven.plans.processes import processes
+from cheerful.driven.plans.sequential import sequential
+from cheerful.driven.plans.ssh.plan import ssh
+from cheerful.driven.plans.stack import plan
+
 from .errors import (
     BackendError,
     BrokenPlan,
@@ -27,47 +35,41 @@ from .errors import (
     WaitTimeout,
     WorkerCrashed,
 )
-from .executor import Executor
-from .mapping import imap, map, starmap
-from .plans.base import Plan, plan
-from .plans.processes import processes
-from .plans.sequential import sequential
-from .plans.ssh import ssh
 from .task import Failure, task_rng
-
-__version__ = "0.1.0"
+from .version import __version__
 
 # Durable jobs load on first use: ``import cheerful`` stays light (no sqlite3).
 _LAZY = {
-    "checkpoint": "checkpoints",
-    "interrupted": "checkpoints",
-    "restore": "checkpoints",
-    "CommandResult": "modes",
-    "Job": "job",
-    "JobStatus": "job",
-    "TaskFailure": "job",
-    "jobs": "job",
-    "submit": "submission",
-    "submit_command": "submission",
-    "submit_script": "submission",
+    "checkpoint": "durable.checkpoints",
+    "interrupted": "durable.checkpoints",
+    "restore": "durable.checkpoints",
+    "CommandResult": "durable.modes",
+    "Job": "durable.job",
+    "JobStatus": "durable.job",
+    "TaskFailure": "durable.job",
+    "jobs": "durable.job",
+    "submit": "durable.submit",
+    "submit_command": "durable.submit",
+    "submit_script": "durable.submit",
 }
-_LAZY_MODULES = {"fleet"}  # cf.fleet.up(...), cf.fleet.status(...), cf.fleet.down(...)
+_LAZY_MODULES = {"fleet": "durable.fleet"}  # cf.fleet.up(...), .status(...), .down(...)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name not in _LAZY and name not in _LAZY_MODULES:
         raise AttributeError(f"module 'cheerful' has no attribute {name!r}")
     import importlib
 
     if name in _LAZY_MODULES:
-        return importlib.import_module(f".{name}", __name__)
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = importlib.import_module(f".{_LAZY_MODULES[name]}", __name__)
+    else:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | _LAZY_MODULES)
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
 
 
 __all__ = [

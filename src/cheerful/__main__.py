@@ -1,6 +1,6 @@
 """``python -m cheerful``: the command line."""
 
-from .cli import main
+from cheerful.cli import main
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
 Each task runs with its own context (index, seed; see :mod:`cheerful.task`) and its
 exception, if any, is captured into an :class:`~cheerful.task.ErrorInfo` so that one
 failing task never stops the others. The durable worker's child processes, which also
-capture each task's output, are in :mod:`cheerful.worker.slots`.
+capture each task's output, are in :mod:`cheerful.durable.worker.slots`.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def current_task() -> TaskContext | None:
     return _current.get()
 
 
-def task_rng():
+def task_rng() -> Any:
     """The current task's ``numpy.random.Generator``.
 
     With ``seed=S`` its stream depends only on ``(S, task index)``, so results do not

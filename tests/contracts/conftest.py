@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from cheerful.aws import AwsClients
-from cheerful.queues import Queue
-from cheerful.queues.sqlite import SqliteQueue
-from cheerful.queues.sqs import SqsQueue
-from cheerful.stores import Store
-from cheerful.stores.local import LocalStore
-from cheerful.stores.s3 import S3Store
+from cheerful.durable.aws import AwsClients
+from cheerful.durable.queues import Queue
+from cheerful.durable.queues.sqlite import SqliteQueue
+from cheerful.durable.queues.sqs import SqsQueue
+from cheerful.durable.stores import Store
+from cheerful.durable.stores.local import LocalStore
+from cheerful.durable.stores.s3 import S3Store
 
 QUEUE_KINDS = ["sqlite", "sqs"]
 STORE_KINDS = ["local", "s3-moto", "s3-seaweedfs"]

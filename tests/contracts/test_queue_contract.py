@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cheerful.durable.queues import DeadLetter, Message, Queue, QueueCounts
 from cheerful.errors import ConfigError, QueueError
-from cheerful.queues import DeadLetter, Message, Queue, QueueCounts
 
 GENEROUS_S = 10.0  # an upper bound that only a hang would exceed, even on a busy machine
 
@@ -542,7 +542,7 @@ INSERT INTO dead (id, body, reason, receive_count, died_at) VALUES ('gone', X'',
 def test_sqlite_adds_the_group_column_to_an_old_file(tmp_path: Path) -> None:
     import sqlite3
 
-    from cheerful.queues.sqlite import SqliteQueue
+    from cheerful.durable.queues.sqlite import SqliteQueue
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:

@@ -1,4 +1,4 @@
-"""The store contract (cheerful.stores.base), run against every store kind."""
+"""The store contract (cheerful.durable.stores.base), run against every store kind."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from cheerful.durable.stores import Store
 from cheerful.errors import ConfigError, ObjectNotFound, StoreError
-from cheerful.stores import Store
 
 BAD_KEYS = [
     "",

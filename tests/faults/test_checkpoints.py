@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import open_backend
-from cheerful.worker.spot import METADATA_URL_ENV
+from cheerful.durable import layout
+from cheerful.durable.backends import open_backend
+from cheerful.durable.worker.spot import METADATA_URL_ENV
 from durable_helpers import all_records, wait_for, worker_fleet
 from fake_imds import FakeImds
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import open_backend
-from cheerful.fleet import LocalFleet
-from cheerful.worker.spot import INSTANCE_ACTION_PATH, METADATA_URL_ENV, REBALANCE_PATH
+from cheerful.durable import layout
+from cheerful.durable.backends import open_backend
+from cheerful.durable.fleet import LocalFleet
+from cheerful.durable.worker.spot import INSTANCE_ACTION_PATH, METADATA_URL_ENV, REBALANCE_PATH
 from durable_helpers import all_records, wait_for, worker_fleet
 from fake_imds import FakeImds
 

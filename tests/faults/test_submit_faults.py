@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import cheerful as cf
-from cheerful import layout
-from cheerful.backends import open_backend
+from cheerful.durable import layout
+from cheerful.durable.backends import open_backend
 
 TESTS = Path(__file__).resolve().parents[1]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 import cheerful as cf
-from cheerful.backends import open_backend
+from cheerful.durable.backends import open_backend
+from cheerful.durable.fleet import LocalFleet
+from cheerful.durable.messages import ChunkMessage
 from cheerful.errors import TaskTimeout, WorkerCrashed
-from cheerful.fleet import LocalFleet
-from cheerful.messages import ChunkMessage
 from durable_helpers import all_records, wait_for, worker_fleet
 
 VISIBILITY = 2.0

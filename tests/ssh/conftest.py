@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cheerful.scheduler import release_pools
+from cheerful.driven.scheduler import release_pools
 from ssh_servers import (  # noqa: F401 - fixtures
     Keys,
     Netns,

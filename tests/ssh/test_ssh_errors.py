@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import cheerful as cf
-from cheerful.plans.ssh import HostSpec
+from cheerful.driven.plans.ssh.hosts import HostSpec
 from ssh_servers import agents, ssh_plan
 
 OLD_PYTHON = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
@@ -137,7 +137,7 @@ def test_dry_run_command_lines_run_as_printed(ssh_keys, loopback_sshd, capsys):
     """The printed command line is the one cheerful runs: paste it and the host answers."""
     ssh_plan(ssh_keys, [loopback_sshd.host], dry_run=True)
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ssh "))
-    from cheerful.remote.bundle import bundle
+    from cheerful.driven.plans.ssh.bundle import bundle
 
     done = subprocess.run(
         line, shell=True, input=bundle().boot, capture_output=True, timeout=30

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import cheerful as cf
-from cheerful.remote.bundle import bundle
+from cheerful.driven.plans.ssh.bundle import bundle
 from ssh_servers import Sshd, agents, processes, remote_processes, ssh_plan, wait_until
 
 
@@ -124,7 +124,7 @@ def test_shutdown_leaves_nothing_running_on_the_host(ssh_keys, loopback_sshd):
     workers = _children(agents(here)[0])
     assert len(workers) == 2
     assert len(_ssh_clients(loopback_sshd.port)) == 1  # one connection to the host
-    from cheerful.scheduler import release_pools
+    from cheerful.driven.scheduler import release_pools
 
     release_pools()
     assert wait_until(lambda: not remote_processes(here), 10)
@@ -207,7 +207,7 @@ def test_two_bootstraps_racing_to_ship_leave_one_complete_copy(tmp_path):
         thread.join()
     root = tmp_path / "cheerful" / "code"
     assert os.listdir(root) == [code.tag]
-    assert (root / code.tag / "cheerful" / "remote" / "agent.py").exists()
+    assert (root / code.tag / "cheerful" / "driven" / "plans" / "ssh" / "agent.py").exists()
 
 
 def _ship(boot: subprocess.Popen, data: bytes) -> None:

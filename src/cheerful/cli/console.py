@@ -1,0 +1,112 @@
+"""What every ``cheerful`` command shares: the consoles, the error line, common options.
+
+No markup: task messages, labels and paths are printed as they are. A cheerful error (a
+bad envs file, an unknown job, ...) prints one ``Error: ...`` line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from cheerful.errors import CheerfulError
+
+__all__ = [
+    "BACKEND_HELP",
+    "CheerfulCommandError",
+    "CommandGroup",
+    "backend_option",
+    "command_line",
+    "err",
+    "out",
+    "submit_options",
+]
+
+BACKEND_HELP = (
+    "backend URL: 'local' (./.cheerful), 'local:///abs/path' or "
+    "'s3://bucket/prefix?region=R' (SQS + S3) [env CHEERFUL_BACKEND]"
+)
+REDIRECTED_WIDTH = 200
+"""Columns of the output when it is not a terminal, so that tables are not squeezed."""
+
+_width = None if sys.stdout.isatty() else REDIRECTED_WIDTH
+out = Console(highlight=False, markup=False, soft_wrap=True, width=_width)
+"""Standard output: what a command answers (ids, tables, results)."""
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+"""Standard error: progress, advice and summaries."""
+
+
+class CheerfulCommandError(click.ClickException):
+    """A cheerful error, shown as one ``Error: ...`` line; exit code 2."""
+
+    exit_code = 2
+
+
+class CommandGroup(click.Group):
+    """Turns every :class:`~cheerful.errors.CheerfulError` into a clean ``Error:`` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CheerfulError as exc:
+            raise CheerfulCommandError(str(exc)) from None
+
+
+def backend_option(fn: Callable) -> Callable:
+    """The ``--backend`` option of a command (default ``local``, or ``CHEERFUL_BACKEND``)."""
+    return click.option(
+        "--backend",
+        default="local",
+        envvar="CHEERFUL_BACKEND",
+        show_default=True,
+        help=BACKEND_HELP,
+    )(fn)
+
+
+def submit_options(fn: Callable) -> Callable:
+    """Options shared by ``run`` and ``submit``."""
+    options = [
+        click.option(
+            "--envs",
+            "envs",
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="one env per task: JSON lines or CSV with a header",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(min=0),
+            default=2,
+            show_default=True,
+            help="runs again a task that raised, up to this many more times",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="seconds after which a task is stopped (and counts as failed)",
+        ),
+        click.option("--name", help="a name for the job: its id starts with it"),
+        click.option(
+            "--seed", type=click.IntRange(min=0), help="per-task reproducible random streams"
+        ),
+        click.option(
+            "--chunk-size", type=click.IntRange(min=1), help="tasks per chunk (default: automatic)"
+        ),
+        backend_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def command_line(name: str, backend: str, *args: str) -> str:
+    """A ``cheerful`` command line to suggest, with ``--backend`` unless it is the default."""
+    words = ["cheerful", name, *args]
+    if backend != "local":
+        words += ["--backend", shlex.quote(backend)]
+    return " ".join(words)

@@ -1,0 +1,197 @@
+"""``cheerful status``, ``results`` and ``logs``: read what a job's store holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from cheerful.errors import CheerfulError
+
+from .console import backend_option, command_line, err, out
+
+__all__ = ["attach", "logs", "results", "status"]
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB", required=False)
+@backend_option
+def status(job_id: str | None, backend: str) -> None:
+    """List the jobs of the backend, or show one JOB's counts and failures."""
+    if job_id is None:
+        _print_jobs(backend)
+    else:
+        _print_job(attach(job_id, backend), backend)
+
+
+def attach(job_id: str, backend: str) -> Any:
+    """The job ``job_id`` of ``backend`` (JobNotFound, listing the known ids, if none)."""
+    from cheerful.durable.job import Job
+
+    return Job.attach(job_id, backend)
+
+
+def _print_jobs(backend: str) -> None:
+    from cheerful.durable.job import jobs
+
+    found = jobs(backend)
+    if not found:
+        err.print(f"no jobs in {backend}")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=0)  # fits 80 columns
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", overflow="ellipsis", min_width=4)
+    table.add_column("created", no_wrap=True)
+    for name in ("tasks", "done", "failed", "dead"):
+        table.add_column(name, no_wrap=True, justify="right")
+    table.add_column("state", no_wrap=True)
+    for job in found:
+        s = job.status()
+        table.add_row(
+            job.id,
+            job.name or job.manifest.get("label", ""),
+            _when(job.created),
+            str(s.total),
+            str(s.done),
+            str(s.failed),
+            str(s.dead),
+            s.state,
+        )
+    out.print(table)
+
+
+def _print_job(job, backend: str) -> None:
+    s = job.status()
+    out.print(
+        f"{job.id} ({job.manifest.get('kind')} {job.manifest.get('label', '')}), "
+        f"created {_when(job.created)}: {s.state}",
+        style="bold",
+    )
+    out.print(
+        f"{s.total} tasks: {s.done} done, {s.failed} failed, {s.dead} dead, "
+        f"{s.running} running, {s.queued} queued; {s.workers} worker(s) reported"
+    )
+    if job.backend.url.startswith("s3://"):
+        from cheerful.durable.fleet import spent
+
+        try:
+            dollars, running = spent(job.backend.url, job.id)
+        except CheerfulError as exc:  # no EC2 rights: the job's own status still stands
+            err.print(f"(cloud workers unknown: {exc})")
+        else:
+            if dollars or running:
+                from cheerful.durable.fleet.cost import money
+
+                out.print(f"cloud workers: {running} running, about {money(dollars)} spent so far")
+    failures = job.failures()
+    if not failures:
+        return
+    table = Table("index", "type", "message", "attempts", title=f"{len(failures)} failed tasks")
+    for f in failures:
+        first = f.message.strip().splitlines()[0] if f.message.strip() else ""
+        table.add_row(str(f.index), f.type_name, first, str(f.attempts))
+    out.print(table)
+    out.print(
+        f"a task's output: {command_line('logs', backend, job.id, 'INDEX')}\n"
+        f"run them again: {command_line('retry', backend, job.id)}"
+    )
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%m-%d %H:%M")
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@backend_option
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False),
+    help="write to this file instead of stdout",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "pickle"]),
+    default="jsonl",
+    show_default=True,
+    help="JSON lines, or a pickled list (needs --out)",
+)
+@click.option(
+    "--errors",
+    type=click.Choice(["return", "raise"]),
+    default="return",
+    show_default=True,
+    help="return: failed tasks get an error line; raise: fail if any task failed",
+)
+def results(job_id: str, backend: str, out_file: str | None, fmt: str, errors: str) -> None:
+    """Write the results of JOB, in task order (JSON lines: index, ok, value or error)."""
+    from cheerful.task import Failure
+
+    if fmt == "pickle" and out_file is None:
+        raise click.UsageError("--format pickle writes binary data: give --out FILE")
+    values = attach(job_id, backend).results(errors=errors, wait=False)
+    failed = sum(isinstance(v, Failure) for v in values)
+    if fmt == "pickle":
+        with open(out_file, "wb") as file:
+            pickle.dump(values, file, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        lines = (_json_line(i, v, Failure) + "\n" for i, v in enumerate(values))
+        if out_file is None:
+            for line in lines:
+                sys.stdout.write(line)
+        else:
+            with open(out_file, "w", encoding="utf-8") as file:
+                file.writelines(lines)
+    if out_file is not None:
+        err.print(f"wrote {len(values)} results ({failed} failed) to {out_file}")
+
+
+def _json_line(index: int, value: Any, failure_type: type) -> str:
+    """One result as a JSON line; a value JSON cannot hold is written as its repr."""
+    if isinstance(value, failure_type):
+        exc = value.exception
+        return json.dumps({"index": index, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+    try:
+        return json.dumps({"index": index, "ok": True, "value": value}, default=_plain)
+    except (TypeError, ValueError):
+        return json.dumps({"index": index, "ok": True, "value": repr(value), "repr": True})
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy values (``tolist``) and dataclasses; else TypeError."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@click.argument("index", type=click.IntRange(min=0))
+@backend_option
+@click.option(
+    "--attempt",
+    type=click.IntRange(min=1),
+    help="which attempt (1 = the first) [default: the last]",
+)
+def logs(job_id: str, index: int, backend: str, attempt: int | None) -> None:
+    """Print what task INDEX of JOB printed (stdout and stderr)."""
+    job = attach(job_id, backend)
+    text = job.logs(index, attempt)
+    if not text:
+        err.print(
+            f"task {index} of job {job.id} left no output"
+            + (f" in attempt {attempt}" if attempt else "")
+        )
+        return
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,149 @@
+"""``cf.map``, ``cf.starmap`` and ``cf.imap``: a whole list of tasks on the plan in force.
+
+They validate everything first (an unpicklable function or input fails before any task
+runs), then let :mod:`cheerful.driven.scheduler` cut the list into chunks and run them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
+from typing import Any, Literal
+
+from cheerful.errors import ConfigError
+from cheerful.progress import reporter
+from cheerful.serialize import rebuild_exception
+from cheerful.task import ChunkResult, Failure, Outcome, as_items
+
+from .plans.base import Plan
+from .plans.stack import current_levels
+from .scheduler import run_chunks
+
+__all__ = ["imap", "map", "starmap"]
+
+Errors = Literal["raise", "return"]
+
+
+def map(  # noqa: A001 - the public name is cf.map
+    fn: Callable,
+    items: Iterable[Any],
+    *,
+    plan: Plan | None = None,
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    progress: bool | Callable[..., Any] = False,
+    errors: Errors = "raise",
+) -> list[Any]:
+    """``[fn(x) for x in items]``, run in parallel on the plan; results in input order.
+
+    ``seed`` gives each task its own reproducible random stream (``random``, numpy's
+    global generator and :func:`cheerful.task_rng`), identical under every plan and
+    chunk size. With ``errors="raise"`` the first failure re-raises as its own type
+    (remote traceback as ``__cause__``); with ``"return"`` failed slots hold a
+    :class:`cheerful.Failure`.
+    """
+    return _gather(fn, items, False, plan, chunk_size, seed, progress, errors, "cf.map")
+
+
+def starmap(
+    fn: Callable,
+    items: Iterable[Iterable[Any]],
+    *,
+    plan: Plan | None = None,
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    progress: bool | Callable[..., Any] = False,
+    errors: Errors = "raise",
+) -> list[Any]:
+    """``[fn(*args) for args in items]`` in parallel; otherwise as :func:`map`."""
+    tuples = [_as_args(args) for args in as_items(items)]
+    return _gather(fn, tuples, True, plan, chunk_size, seed, progress, errors, "cf.starmap")
+
+
+def imap(
+    fn: Callable,
+    items: Iterable[Any],
+    *,
+    plan: Plan | None = None,
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    progress: bool | Callable[..., Any] = False,
+    errors: Errors = "raise",
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, result)`` pairs as tasks complete (not in input order).
+
+    Stopping the iteration early stops the tasks still running.
+    """
+    items = as_items(items)
+    _check_errors(errors)
+    chunks = _chunks(fn, items, False, plan, chunk_size, seed)
+    return _yield_pairs(chunks, len(items), progress, errors)
+
+
+def _yield_pairs(chunks, total, progress, errors) -> Iterator[tuple[int, Any]]:
+    with closing(chunks), reporter(progress, total, "cf.imap") as report:
+        for result in chunks:
+            report.advance(len(result), len(result.errors))
+            for outcome in result.outcomes():
+                yield outcome.index, _value(outcome, errors)
+
+
+def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) -> list[Any]:
+    items = as_items(items)
+    _check_errors(errors)
+    results: list[Any] = [None] * len(items)
+    chunks = _chunks(fn, items, star, plan, chunk_size, seed)
+    with closing(chunks), reporter(progress, len(items), label) as report:
+        for result in chunks:
+            report.advance(len(result), len(result.errors))
+            _place(results, result, errors)
+    return results
+
+
+def _place(results: list[Any], result: ChunkResult, errors: Errors) -> None:
+    indices = result.indices
+    if isinstance(indices, range) and indices.step == 1:
+        results[indices.start : indices.stop] = result.values
+    else:
+        for index, value in zip(indices, result.values, strict=True):
+            results[index] = value
+    for outcome in result.outcomes() if result.errors else ():
+        if not outcome.ok:
+            results[outcome.index] = _value(outcome, errors)
+
+
+def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
+    if not callable(fn):
+        raise ConfigError(f"the first argument must be a function, not {fn!r}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ConfigError(f"chunk_size must be a positive whole number, not {chunk_size!r}")
+    if seed is not None and (not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed must be a non-negative whole number, not {seed!r}")
+    levels = current_levels()
+    chosen = plan if plan is not None else levels[0]
+    if not isinstance(chosen, Plan):
+        raise ConfigError(f"plan must be a plan such as cf.processes(), not {chosen!r}")
+    return run_chunks(
+        fn, items, plan=chosen, inner=levels[1:], star=star, chunk_size=chunk_size, seed=seed
+    )
+
+
+def _value(outcome: Outcome, errors: Errors) -> Any:
+    if outcome.ok:
+        return outcome.value
+    exc = rebuild_exception(outcome.error, outcome.index)
+    if errors == "return":
+        return Failure(exc, outcome.error.traceback, outcome.index)
+    raise exc
+
+
+def _check_errors(errors: str) -> None:
+    if errors not in ("raise", "return"):
+        raise ConfigError(f'errors must be "raise" or "return", not {errors!r}')
+
+
+def _as_args(args: Iterable[Any]) -> tuple:
+    try:
+        return tuple(args)
+    except TypeError as exc:
+        raise ConfigError(f"starmap needs a tuple of arguments per task, not {args!r}") from exc

@@ -1,0 +1,62 @@
+"""The processes plan: tasks run in local worker processes, one per core by default.
+
+Workers are forked on Linux (fast start, nothing re-imported) and spawned elsewhere; the
+pool itself, which pins a crash on its task and replaces the worker, is
+:class:`cheerful.processpool.ProcessPool`, shared with the durable worker's slots.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from cheerful.errors import ConfigError
+from cheerful.pool import Pool
+from cheerful.processpool import ProcessPool
+
+from .base import Plan
+
+__all__ = ["ProcessesPlan", "processes"]
+
+
+@dataclass(frozen=True)
+class ProcessesPlan(Plan):
+    """Local worker processes. Made by :func:`processes`."""
+
+    workers: int | None = None
+    start_method: str | None = None
+
+    def count(self, cores: int) -> int:
+        """Workers this plan starts on a level that owns ``cores`` cores."""
+        return self.workers or max(1, cores)
+
+    def open(self, cores: int) -> Pool:
+        count = self.count(cores)
+        return ProcessPool(count, self.cores_per_worker(cores), self._method())
+
+    def cores_per_worker(self, cores: int) -> int:
+        return max(1, cores // self.count(cores))
+
+    def _method(self) -> str:
+        if self.start_method:
+            return self.start_method
+        return "fork" if sys.platform.startswith("linux") else "spawn"
+
+    def __repr__(self) -> str:
+        return f"processes({self.workers if self.workers else ''})"
+
+
+def processes(workers: int | None = None, *, start_method: str | None = None) -> ProcessesPlan:
+    """A plan of ``workers`` local worker processes (default: one per core this level owns).
+
+    Inside a nested topology the default is the cores the outer worker owns, so the inner
+    level never oversubscribes the machine. ``start_method`` is ``"fork"`` (Linux default)
+    or ``"spawn"``/``"forkserver"``.
+    """
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"processes(workers=...) needs a positive whole number, not {workers!r}")
+    if start_method not in (None, "fork", "spawn", "forkserver"):
+        raise ConfigError(
+            f"start_method must be 'fork', 'spawn' or 'forkserver', not {start_method!r}"
+        )
+    return ProcessesPlan(workers, start_method)

@@ -1,0 +1,68 @@
+"""The sequential plan: tasks run one after another in the caller's own process.
+
+Nothing is serialized, so a debugger, ``breakpoint()`` and print statements work as in a
+plain loop; seeds give the same results as any other plan, and the caller's random state
+is left as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cheerful.levels import set_levels
+from cheerful.pool import Done, Pool, Work
+from cheerful.runner import run_chunk
+
+from .base import Plan
+
+__all__ = ["SequentialPlan", "sequential"]
+
+
+@dataclass(frozen=True)
+class SequentialPlan(Plan):
+    """Run tasks in the calling process, in order. Made by :func:`sequential`."""
+
+    @property
+    def in_process(self) -> bool:
+        return True
+
+    def open(self, cores: int) -> Pool:
+        return _InlinePool()
+
+    def cores_per_worker(self, cores: int) -> int:
+        return cores
+
+    def __repr__(self) -> str:
+        return "sequential()"
+
+
+def sequential() -> SequentialPlan:
+    """A plan that runs every task in the caller's process, one at a time."""
+    return SequentialPlan()
+
+
+class _InlinePool(Pool):
+    """Runs a chunk at once, in the caller's thread, when it is sent."""
+
+    workers = 1
+
+    def __init__(self) -> None:
+        self._done: list[Done] = []
+
+    def idle(self) -> int:
+        return 0 if self._done else 1
+
+    def send(self, work: Work) -> None:
+        saved = set_levels(work.levels)
+        try:
+            result = run_chunk(work.fn, work.chunk, work.seed, restore_rng=True)
+        finally:
+            set_levels(saved)
+        self._done.append(Done(work.work_id, result))
+
+    def wait(self, timeout: float | None = None, wakeup: int | None = None) -> list[Done]:
+        done, self._done = self._done, []
+        return done
+
+    def close(self, *, kill: bool = False) -> None:
+        self._done = []

@@ -1,0 +1,173 @@
+"""Drive a plan's pool: cut tasks into chunks, dispatch, collect, survive worker crashes.
+
+The same loop serves every plan (sequential, processes, later ssh): plans only start
+workers and move chunks; this module decides what runs where and when. Pools are kept
+between calls (imports stay warm) and closed at exit or when their plan is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from cheerful.pool import MAX_START_CRASHES, Crashed, Done, Pool, Work, owned_cores
+from cheerful.serialize import check_function, check_items
+from cheerful.task import Chunk, ChunkResult, ErrorInfo
+
+from .chunking import Chunker
+from .plans.base import Plan
+
+__all__ = ["crash_result", "open_pool", "release_pools", "run_chunks"]
+
+_ids = itertools.count()
+_pools_lock = threading.Lock()
+_idle_pools: dict[Plan, Pool] = {}
+
+
+@contextmanager
+def open_pool(plan: Plan) -> Iterator[Pool]:
+    """A running pool for ``plan``: a kept one when free, else a new one (kept after)."""
+    with _pools_lock:
+        pool = _idle_pools.pop(plan, None)
+    if pool is None:
+        pool = plan.open(owned_cores())
+    try:
+        yield pool
+    except BaseException:
+        pool.abandon()  # stop what is in flight; the pool itself stays usable
+        raise
+    finally:
+        _keep(plan, pool)
+
+
+def _keep(plan: Plan, pool: Pool) -> None:
+    if pool.broken:  # the next map opens a new one (and reconnects)
+        pool.close(kill=True)
+        return
+    with _pools_lock:
+        spare = plan in _idle_pools
+        if not spare:
+            _idle_pools[plan] = pool
+    if spare:
+        pool.close()
+
+
+def release_pools(keep: Sequence[Plan] = ()) -> None:
+    """Close kept pools whose plan is not in ``keep``."""
+    with _pools_lock:
+        gone = [p for p in _idle_pools if p not in keep]
+        pools = [_idle_pools.pop(p) for p in gone]
+    for pool in pools:
+        pool.close()
+
+
+def _forget_pools_in_child() -> None:
+    # A forked worker must not use (or close) its parent's workers.
+    global _pools_lock
+    _idle_pools.clear()
+    _pools_lock = threading.Lock()
+
+
+atexit.register(release_pools)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
+def run_chunks(
+    fn: Callable,
+    items: Sequence[Any],
+    *,
+    plan: Plan,
+    inner: Sequence[Plan] = (),
+    star: bool = False,
+    chunk_size: int | None = None,
+    seed: int | None = None,
+) -> Iterator[ChunkResult]:
+    """Run ``fn`` over ``items`` on ``plan``; yield each chunk's result as it completes.
+
+    Validation happens before anything runs: an unpicklable function or input raises
+    :class:`~cheerful.errors.SerializationError` at once.
+    """
+    if not items:
+        return _no_chunks()
+    if plan.in_process:
+        fn_bytes, item_bytes = b"", 0.0
+    else:
+        fn_bytes = check_function(fn)
+        item_bytes = check_items(items) / len(items)
+    spec = _Spec(fn, fn_bytes, f"{uuid.uuid4().hex}", items, star, seed, tuple(inner))
+    return _drive(plan, spec, chunk_size, item_bytes)
+
+
+def _no_chunks() -> Iterator[ChunkResult]:
+    """An empty generator: like every result of :func:`run_chunks`, it can be closed."""
+    yield from ()
+
+
+class _Spec:
+    """What one map runs: the function and its inputs."""
+
+    def __init__(self, fn, fn_bytes, fn_key, items, star, seed, inner) -> None:
+        self.fn, self.fn_bytes, self.fn_key = fn, fn_bytes, fn_key
+        self.items, self.star, self.seed, self.inner = items, star, seed, inner
+
+    def work(self, start: int, stop: int) -> Work:
+        chunk = Chunk(start, self.items[start:stop], self.star)
+        return Work(next(_ids), self.fn_key, self.fn_bytes, chunk, self.seed, self.inner, self.fn)
+
+
+def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float):
+    with open_pool(plan) as pool:
+        chunker = Chunker(len(spec.items), pool.workers, chunk_size, item_bytes)
+        inflight: dict[int, tuple[int, int]] = {}
+        starts: dict[tuple[int, int], int] = {}
+        try:
+            while chunker.has_more() or inflight:
+                _dispatch(pool, spec, chunker, inflight)
+                for event in pool.wait(None):
+                    yield from _settle(event, inflight.pop(event.work_id), chunker, starts)
+        finally:
+            if inflight:  # stopped early (error raised, caller gave up): drop in-flight work
+                pool.abandon()
+
+
+def _dispatch(pool: Pool, spec: _Spec, chunker: Chunker, inflight: dict) -> None:
+    while pool.idle() and chunker.has_more():
+        start, stop = chunker.take()
+        work = spec.work(start, stop)
+        inflight[work.work_id] = (start, stop)
+        pool.send(work)
+
+
+def _settle(event: Done | Crashed, span: tuple[int, int], chunker: Chunker, starts: dict):
+    if isinstance(event, Done):
+        if event.result.unloadable and span[1] - span[0] > 1:
+            for index in range(*span):  # find the one input that cannot travel
+                chunker.again(index, index + 1)
+            return []
+        chunker.observe(len(event.result), event.result.seconds)
+        return [event.result]
+    start, stop = span
+    if event.index is None:  # died before its first task: try the chunk again, a few times
+        starts[span] = starts.get(span, 0) + 1
+        if starts[span] < MAX_START_CRASHES:
+            chunker.again(start, stop)
+            return []
+        return [crash_result(i, event) for i in range(start, stop)]
+    chunker.again(start, event.index)
+    chunker.again(event.index + 1, stop)
+    return [crash_result(event.index, event)]
+
+
+def crash_result(index: int, event: Crashed) -> ChunkResult:
+    """The result of a task whose worker died under it: a :class:`WorkerCrashed`."""
+    message = f"task {index} crashed: {event.reason}"
+    crash = {"exitcode": event.exitcode, "signal": event.signal}
+    error = ErrorInfo("cheerful.errors.WorkerCrashed", message, message + "\n", b"", crash)
+    return ChunkResult((index,), [None], {index: error})

@@ -1,0 +1,202 @@
+"""Read what a durable job's store and dead letters say about each task.
+
+The store layout (:mod:`.layout`) is the protocol between the workers, who write chunk
+records (``results/<chunk>``) and logs, and whoever reads them: :class:`~.job.Job` builds a
+:class:`JobView` (every task's state, value, error, attempts and log key) from the records
+in ascending chunk order, so a retry's newer record wins, and from the dead letters of
+chunks that have no record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cheerful.errors import JobError, JobFailed, ObjectNotFound, WorkerCrashed
+from cheerful.serialize import loads, rebuild_exception
+from cheerful.task import ErrorInfo
+
+from . import layout
+from .backends import Backend
+from .messages import ChunkMessage, ChunkRecord
+from .stores.base import Store
+
+__all__ = [
+    "DEAD_LETTERS_READ",
+    "DeadChunk",
+    "InputReader",
+    "JobView",
+    "TaskFailure",
+    "dead_chunks",
+    "dead_text",
+    "job_failed",
+    "read_records",
+    "read_view",
+]
+
+DEAD_LETTERS_READ = 1_000_000
+"""At most this many dead letters are read to find a job's dead chunks."""
+MISSING, OK, FAILED = 0, 1, 2
+"""A task's state in :attr:`JobView.state`: no outcome yet, succeeded, failed."""
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A failed or dead task: its exception's type name, message and remote traceback,
+    the attempts it took and the store key of its last log (``""`` if none; the text is
+    ``job.logs(index)``)."""
+
+    index: int
+    type_name: str
+    message: str
+    traceback: str
+    attempts: int
+    log: str
+
+
+@dataclass(frozen=True)
+class DeadChunk:
+    """A dead letter of a job: its chunk, its message id, its tasks and why it died."""
+
+    chunk: int
+    message_id: str
+    indices: tuple[int, ...]
+    reason: str
+    receives: int
+
+
+@dataclass
+class JobView:
+    """What the store and the queue say about every task of a job (one full read)."""
+
+    values: list[Any]
+    state: bytearray
+    errors: dict[int, ErrorInfo] = field(default_factory=dict)
+    attempts: dict[int, int] = field(default_factory=dict)
+    logs: dict[int, str] = field(default_factory=dict)
+    dead: dict[int, DeadChunk] = field(default_factory=dict)
+    cancelled: bool = False
+
+    def apply(self, record: ChunkRecord) -> None:
+        """Take ``record``'s outcomes (over older ones)."""
+        result = record.result
+        for index, value in zip(result.indices, result.values, strict=True):
+            error = result.errors.get(index) if result.errors else None
+            self.state[index] = OK if error is None else FAILED
+            self.values[index] = value
+            if error is not None:
+                self.errors[index] = error
+            self.attempts[index] = record.attempts.get(index, 1)
+            self.logs[index] = record.logs.get(index, "")
+
+    def failed(self) -> list[int]:
+        """Indices of the failed and the dead tasks, in order."""
+        return [i for i, s in enumerate(self.state) if s == FAILED or i in self.dead]
+
+    def pending(self) -> list[int]:
+        """Indices of the tasks with no outcome yet."""
+        return [i for i, s in enumerate(self.state) if s == MISSING and i not in self.dead]
+
+    def failure(self, index: int) -> TaskFailure:
+        """The :class:`TaskFailure` of a failed or dead task."""
+        if index in self.dead:
+            dead = self.dead[index]
+            return TaskFailure(index, "WorkerCrashed", dead_text(dead), "", dead.receives, "")
+        err = self.errors[index]
+        attempts, log = self.attempts.get(index, 1), self.logs.get(index, "")
+        return TaskFailure(index, err.type_name, err.message, err.traceback, attempts, log)
+
+    def exception(self, index: int) -> BaseException:
+        """The own exception of a failed task (a WorkerCrashed for a dead one)."""
+        if index in self.dead:
+            return WorkerCrashed(dead_text(self.dead[index]), index=index)
+        return rebuild_exception(self.errors[index], index)
+
+
+def dead_text(dead: DeadChunk) -> str:
+    """Why a dead chunk's tasks failed, in words."""
+    return f"its chunk {dead.chunk} was dead-lettered after {dead.receives} receives: {dead.reason}"
+
+
+class InputReader:
+    """The stored input of any task, reading each original chunk's inputs once."""
+
+    def __init__(self, store: Store, job_id: str, size: int) -> None:
+        self.store, self.job_id, self.size = store, job_id, size
+        self.cache: dict[int, list] = {}
+
+    def items(self, indices: Sequence[int]) -> list[Any]:
+        """The inputs of tasks ``indices``, in that order."""
+        return [self.item(index) for index in indices]
+
+    def item(self, index: int) -> Any:
+        """The input of task ``index``."""
+        chunk, offset = divmod(index, self.size)
+        if chunk not in self.cache:
+            self.cache[chunk] = loads(self.store.get(layout.input(self.job_id, chunk)))
+        return self.cache[chunk][offset]
+
+
+def job_failed(job_id: str, total: int, view: JobView, failed: list[int]) -> JobFailed:
+    """The :class:`~cheerful.errors.JobFailed` that ``job.results()`` raises: the first few
+    failures listed, the first task's own exception as its cause."""
+    failures = [view.failure(index) for index in failed]
+    lines = [f"  task {f.index}: {f.type_name}: {f.message}" for f in failures[:5]]
+    if len(failures) > 5:
+        lines.append(f"  ... and {len(failures) - 5} more")
+    lines.append("see job.failures(), job.logs(index), job.retry_failed()")
+    err = JobFailed(
+        f"job {job_id}: {len(failures)} of {total} tasks failed:\n" + "\n".join(lines), failures
+    )
+    err.__cause__ = view.exception(failed[0])
+    return err
+
+
+def read_records(
+    store: Store, job_id: str, chunks: Iterable[int] | None = None
+) -> Iterator[ChunkRecord]:
+    """The stored records of ``chunks`` (every stored one by default, in chunk order)."""
+    if chunks is None:
+        keys: Iterable[str] = layout.by_number(store.list(layout.results_prefix(job_id)))
+    else:
+        keys = [layout.result(job_id, chunk) for chunk in chunks]
+    for key in keys:
+        try:
+            data = store.get(key)
+        except ObjectNotFound:
+            continue
+        try:
+            yield loads(data)
+        except Exception as exc:
+            raise JobError(f"job {job_id}: {key} cannot be read here: {exc!r}") from exc
+
+
+def dead_chunks(backend: Backend, job_id: str) -> list[DeadChunk]:
+    """The job's dead-lettered chunks that have no stored result."""
+    found = []
+    for letter in backend.queue.dead_letters(DEAD_LETTERS_READ, group=job_id):
+        try:
+            message = ChunkMessage.decode(letter.body)
+        except Exception:  # not a chunk message: not ours to judge
+            continue
+        if message.job != job_id:
+            continue
+        if not backend.store.exists(layout.result(job_id, message.chunk)):
+            found.append(
+                DeadChunk(
+                    message.chunk, letter.id, message.indices, letter.reason, letter.receive_count
+                )
+            )
+    return found
+
+
+def read_view(backend: Backend, job_id: str, tasks: int) -> JobView:
+    """Every task's outcome, from every record and dead letter of the job (one full read)."""
+    view = JobView([None] * tasks, bytearray(tasks))
+    for record in read_records(backend.store, job_id):  # ascending: the newest record wins
+        view.apply(record)
+    for dead in dead_chunks(backend, job_id):
+        view.dead.update((i, dead) for i in dead.indices if view.state[i] == MISSING)
+    view.cancelled = backend.store.exists(layout.cancelled(job_id))
+    return view

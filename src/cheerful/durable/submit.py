@@ -1,0 +1,249 @@
+"""Submit a durable job: validate, store the code and a manifest, send the chunks.
+
+``submit``, ``submit_script`` and ``submit_command`` all reduce to function mode: one
+picklable callable (the function, a :class:`~cheerful.durable.modes.ScriptTask` or a
+:class:`~cheerful.durable.modes.CommandTask`) stored once at ``code.pkl``, one item per task. Every
+check (the function and every item pickle, envs, options) happens before anything is
+stored or sent. The manifest (``manifest.json``) is written before the first message, so a
+worker never meets a message of an unknown job. See ``docs/durable.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cheerful.errors import ConfigError, JobError
+from cheerful.serialize import check_function, check_items
+from cheerful.task import as_items
+
+from . import layout
+from .backends import Backend, open_backend
+from .envs import check_envs
+from .job import BackendLike, Job
+from .modes import CommandTask, ScriptTask
+from .sending import json_bytes, send_chunks
+
+__all__ = ["auto_chunk_size", "submit", "submit_command", "submit_script"]
+
+MAX_AUTO_CHUNK = 1000
+"""The largest automatic chunk size."""
+AUTO_CHUNKS = 200
+"""The automatic chunk size aims for about this many chunks."""
+AUTO_CHUNKS_REMOTE = 100
+"""The same on a backend where every request is paid (SQS + S3)."""
+MAX_NAME = 100
+"""The longest job name (the id adds a time stamp and a random part)."""
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What every submit takes besides the work itself."""
+
+    backend: BackendLike = "local"
+    chunk_size: int | None = None
+    seed: int | None = None
+    retries: int = 2
+    timeout: float | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_whole("chunk_size", self.chunk_size, 1, optional=True)
+        _check_whole("seed", self.seed, 0, optional=True)
+        _check_whole("retries", self.retries, 0)
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not self.timeout > 0
+        ):
+            raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        if self.name is not None:
+            layout.validate_id(self.name, "job name")
+            if len(self.name) > MAX_NAME:
+                raise ConfigError(f"job name {self.name[:20]!r}... is over {MAX_NAME} characters")
+
+
+def _check_whole(what: str, value: Any, least: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{what} must be a whole number of at least {least}, not {value!r}")
+
+
+def submit(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    backend: BackendLike = "local",
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    retries: int = 2,
+    timeout: float | None = None,
+    name: str | None = None,
+) -> Job:
+    """Submit ``[fn(x) for x in items]`` as a durable job; return its :class:`Job` at once.
+
+    ``seed`` gives task ``i`` the same random streams as ``cf.map(..., seed=seed)``; a task
+    that raises is run again up to ``retries`` more times; ``timeout`` (seconds) stops a
+    task that runs longer. Nothing is stored or sent if ``fn`` or an item cannot be pickled.
+    """
+    options = _Options(backend, chunk_size, seed, retries, timeout, name)
+    if not callable(fn):
+        raise ConfigError(f"the first argument must be a function, not {fn!r}")
+    items = as_items(items)
+    if not items:
+        raise ConfigError("items is empty: a job needs at least one task")
+    label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return _submit(fn, items, "function", label, options)
+
+
+def submit_script(
+    path: str | os.PathLike[str],
+    envs: str | os.PathLike[str] | Iterable[dict[str, Any]],
+    *,
+    backend: BackendLike = "local",
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    retries: int = 2,
+    timeout: float | None = None,
+    name: str | None = None,
+) -> Job:
+    """Run the Python script at ``path`` once per env, as a durable job.
+
+    ``envs`` is an envs file (``.jsonl``, ``.csv``; see :mod:`cheerful.durable.envs`) or a list of
+    dicts. In each task the env's names are the script's globals; the task's result is the
+    script's top-level ``result`` (None if it sets none).
+    """
+    options = _Options(backend, chunk_size, seed, retries, timeout, name)
+    source = _read_script(path)
+    task = ScriptTask(source, os.fspath(Path(path).resolve()))
+    try:
+        task.compiled()
+    except SyntaxError as exc:
+        raise ConfigError(f"{path} line {exc.lineno}: {exc.msg}") from exc
+    envs = check_envs(envs, "script")
+    return _submit(task, envs, "script", Path(path).name, options, script=source)
+
+
+def submit_command(
+    cmd: str | Sequence[str],
+    envs: str | os.PathLike[str] | Iterable[dict[str, Any]],
+    *,
+    backend: BackendLike = "local",
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    retries: int = 2,
+    timeout: float | None = None,
+    name: str | None = None,
+) -> Job:
+    """Run a program once per env, with the env added to its environment variables.
+
+    ``cmd`` is a shell line (``"Rscript fit.R"``) or an argv list. A task's result is a
+    :class:`cheerful.CommandResult` (exit code and stdout); a non-zero exit code fails the
+    task with :class:`cheerful.CommandFailed`, whose message ends with the stderr's tail.
+    """
+    options = _Options(backend, chunk_size, seed, retries, timeout, name)
+    task = CommandTask(_check_command(cmd))
+    envs = check_envs(envs, "command")
+    return _submit(task, envs, "command", task.display, options)
+
+
+def _read_script(path: str | os.PathLike[str]) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, TypeError) as exc:
+        raise ConfigError(f"script {path!r} cannot be read: {exc}") from exc
+
+
+def _check_command(cmd: Any) -> str | list[str]:
+    if isinstance(cmd, str) and cmd.strip():
+        return cmd
+    if isinstance(cmd, (list, tuple)) and cmd and all(isinstance(a, str) for a in cmd):
+        return list(cmd)
+    raise ConfigError(f"cmd must be a shell line or a non-empty list of strings, not {cmd!r}")
+
+
+def auto_chunk_size(tasks: int, *, remote: bool = False) -> int:
+    """The chunk size used when none is given: about 200 chunks (100 on a backend where
+    every request is paid, such as SQS + S3: about 3 requests a chunk), at most 1,000
+    tasks each."""
+    chunks = AUTO_CHUNKS_REMOTE if remote else AUTO_CHUNKS
+    return max(1, min(MAX_AUTO_CHUNK, math.ceil(tasks / chunks)))
+
+
+def _submit(fn, items: list, kind: str, label: str, options: _Options, script=None) -> Job:
+    backend = open_backend(options.backend)
+    code = check_function(fn)
+    check_items(items)
+    remote = backend.queue.remote or backend.store.remote
+    size = options.chunk_size or auto_chunk_size(len(items), remote=remote)
+    backend.queue.max_message_bytes  # noqa: B018 - the queue must exist before the job is stored
+    job_id = _new_id(backend, options.name)
+    manifest = _manifest(job_id, kind, label, len(items), size, options, backend.url)
+    store = backend.store
+    try:
+        store.put(layout.code(job_id), code)
+        if script is not None:
+            store.put(layout.script(job_id), script.encode("utf-8"))
+        store.put(layout.manifest(job_id), json_bytes(manifest))
+    except BaseException:
+        _forget(backend, job_id)
+        raise
+    job = Job(job_id, backend, manifest)
+    spans = [range(start, min(start + size, len(items))) for start in range(0, len(items), size)]
+    send_chunks(
+        backend, job_id, enumerate(spans), lambda span: items[span.start : span.stop], "submitting"
+    )
+    return job
+
+
+def _new_id(backend: Backend, name: str | None) -> str:
+    for _ in range(5):
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        job_id = f"{name or 'job'}-{stamp}-{secrets.token_hex(2)}"
+        if not backend.store.exists(layout.manifest(job_id)):
+            return job_id
+    raise JobError("could not pick a fresh job id; try again")  # pragma: no cover
+
+
+def _manifest(job_id, kind, label, tasks, size, options: _Options, url: str) -> dict:
+    import platform
+
+    import cloudpickle
+
+    from cheerful.version import __version__
+
+    return {
+        "v": layout.LAYOUT_VERSION,
+        "id": job_id,
+        "name": options.name,
+        "kind": kind,
+        "label": label,
+        "created": time.time(),
+        "tasks": tasks,
+        "chunks": math.ceil(tasks / size),
+        "chunk_size": size,
+        "seed": options.seed,
+        "retries": options.retries,
+        "timeout": options.timeout,
+        "versions": {
+            "python": platform.python_version(),
+            "cheerful": __version__,
+            "cloudpickle": cloudpickle.__version__,
+        },
+        "backend": url,
+        "code": layout.code(job_id),
+        "resent": [],
+    }
+
+
+def _forget(backend: Backend, job_id: str) -> None:
+    with contextlib.suppress(Exception):  # best effort: the original error matters more
+        backend.store.delete_prefix(layout.job_prefix(job_id))

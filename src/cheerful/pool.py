@@ -1,0 +1,102 @@
+"""The pool protocol: workers that run chunks, and the events they report.
+
+A :class:`Pool` runs one chunk (a :class:`Work`) per idle worker and reports
+:class:`Done` or :class:`Crashed`. The driven side opens pools from plans (see
+:mod:`cheerful.driven.plans`) and drives them with its scheduler; the durable worker runs
+its slots as a pool too (:mod:`cheerful.durable.worker.slots`). Both ways to run share
+these values, so they live beside the task model.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from .task import Chunk, ChunkResult
+
+__all__ = ["MAX_START_CRASHES", "Crashed", "Done", "Pool", "Work", "owned_cores"]
+
+MAX_START_CRASHES = 3
+"""Times a chunk's worker may die before its first task (``Crashed.index`` None) before
+the chunk's first task is blamed; every consumer of :class:`Crashed` uses it."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """One chunk to run: the function (by key, with its bytes), seed and inner plan levels."""
+
+    work_id: int
+    fn_key: str
+    fn_bytes: bytes
+    chunk: Chunk
+    seed: int | None = None
+    levels: tuple[Any, ...] = ()  # the plans below the running level (nested cf.map)
+    fn: Any = None  # the function itself, for plans that run in the caller's process
+
+
+@dataclass(frozen=True)
+class Done:
+    """A chunk finished: its values and errors."""
+
+    work_id: int
+    result: ChunkResult
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """The worker running a chunk died while running task ``index``.
+
+    ``index`` is None when the worker died before starting any task of the chunk.
+    ``reason`` is a readable cause, e.g. "killed by signal SIGSEGV".
+    """
+
+    work_id: int
+    index: int | None
+    reason: str
+    exitcode: int | None = None
+    signal: str | None = None
+
+
+class Pool(ABC):
+    """Running workers. Used by one scheduler at a time."""
+
+    workers: int
+    broken: bool = False
+    """True once the pool can run nothing more (every SSH host lost): it is not kept."""
+
+    @abstractmethod
+    def idle(self) -> int:
+        """How many workers can take a chunk now."""
+
+    @abstractmethod
+    def send(self, work: Work) -> None:
+        """Give ``work`` to an idle worker (call only when :meth:`idle` > 0)."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None, wakeup: int | None = None) -> list[Done | Crashed]:
+        """Events for chunks that ended, waiting up to ``timeout`` seconds for one.
+
+        ``wakeup`` is a file descriptor that also ends the wait when readable (the
+        executor's manager uses it to notice new submissions).
+        """
+
+    @abstractmethod
+    def close(self, *, kill: bool = False) -> None:
+        """Stop every worker; ``kill`` does not wait for running chunks."""
+
+    def abandon(self) -> None:
+        """Stop the chunks in flight at once (after an error); the pool stays usable."""
+        self.close(kill=True)
+
+
+def owned_cores() -> int:
+    """Cores this process may use: what the outer level gave it, else the machine's."""
+    given = os.environ.get("CHEERFUL_CORES")
+    if given and given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
