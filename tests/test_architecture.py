@@ -232,3 +232,51 @@ def test_every_public_function_is_annotated():
             if bare or node.returns is None:
                 missing.append(f"{module}.{node.name}({', '.join(bare)})")
     assert not missing, "public functions without annotations:\n" + "\n".join(missing)
+
+
+def _public_methods():
+    """(name, function, class) of every public method and property of every public class."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    for info in pkgutil.walk_packages(cheerful.__path__, "cheerful."):
+        private = any(part.startswith("_") for part in info.name.split(".")[1:])
+        if private or info.name.endswith(".boot"):
+            continue
+        module = importlib.import_module(info.name)
+        for class_name, cls in vars(module).items():
+            if class_name.startswith("_") or not inspect.isclass(cls):
+                continue
+            if cls.__module__ != info.name:
+                continue
+            for name, member in vars(cls).items():
+                fn = member.fget if isinstance(member, property) else member
+                fn = getattr(fn, "__func__", fn)
+                if not name.startswith("_") and inspect.isfunction(fn):
+                    yield f"{info.name}.{class_name}.{name}", fn, cls
+
+
+def test_every_public_method_has_a_docstring_or_overrides_a_documented_one():
+    missing = [
+        where
+        for where, fn, cls in _public_methods()
+        if not fn.__doc__
+        and not any(getattr(getattr(base, fn.__name__, None), "__doc__", None) for base in cls.__mro__[1:])
+    ]
+    assert not missing, "public methods without a docstring:\n" + "\n".join(missing)
+
+
+def test_every_public_method_is_annotated():
+    import inspect
+
+    missing = []
+    for where, fn, _ in _public_methods():
+        if where.startswith("cheerful.cli."):
+            continue  # click builds their signatures
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())[1:]  # self or cls
+        bare = [p.name for p in params if p.annotation is inspect.Parameter.empty]
+        if bare or signature.return_annotation is inspect.Signature.empty:
+            missing.append(f"{where}({', '.join(bare)})")
+    assert not missing, "public methods without annotations:\n" + "\n".join(missing)

@@ -208,7 +208,7 @@ class TaskContext:
     seed: int | None = None
     _rng: Any = None
 
-    def rng(self):
+    def rng(self) -> Any:
         """This task's own ``numpy.random.Generator`` (independent stream per task)."""
         if self._rng is None:
             import numpy as np
