@@ -4,6 +4,11 @@ Everything that crosses a process boundary goes through here. Large binary buffe
 (numpy arrays and the like) travel out of band with pickle protocol 5, so pickling them
 does not copy them; :func:`check_items` uses that to validate every argument before any
 task runs without holding a second copy of the inputs.
+
+cloudpickle sends the code of a function it pickles by value (one defined in ``__main__``,
+a script, a notebook) with its file name replaced by ``"<dynamic-code>"``. cheerful keeps
+the real file name instead, so a task's traceback says ``File "/path/to/script.py", line 6``
+(and shows the source line where that file exists on the worker).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import pickle
+import types
+from collections import ChainMap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,11 +29,40 @@ from .task import ChunkResult, ErrorInfo
 __all__ = ["check_function", "check_items", "dumps", "loads", "pack_result", "rebuild_exception"]
 
 PROTOCOL = 5
+_DYNAMIC_CODE = "<dynamic-code>"
+"""The file name cloudpickle gives every code object it pickles by value."""
+_CLOUDPICKLE_TABLE = cloudpickle.CloudPickler.dispatch_table
+_CLOUDPICKLE_CODE_REDUCE = _CLOUDPICKLE_TABLE[types.CodeType]
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+    """cloudpickle's reduction of ``code``, wrapped so that it keeps its file name."""
+    filename = code.co_filename
+    if filename == _DYNAMIC_CODE or not isinstance(filename, str):
+        return _CLOUDPICKLE_CODE_REDUCE(code)
+    # The copy is reduced by cloudpickle (it takes the branch above); nested code objects
+    # (inner functions, comprehensions) come back here and keep their names too.
+    return _code_in_file, (code.replace(co_filename=_DYNAMIC_CODE), filename)
+
+
+def _code_in_file(code: types.CodeType, filename: str) -> types.CodeType:
+    """``code`` with its file name put back (called when unpickling)."""
+    return code.replace(co_filename=filename)
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    """cloudpickle's pickler, but code pickled by value keeps its file name."""
+
+    dispatch_table = ChainMap(
+        {types.CodeType: _reduce_code}, *getattr(_CLOUDPICKLE_TABLE, "maps", [_CLOUDPICKLE_TABLE])
+    )
 
 
 def dumps(obj: Any) -> bytes:
     """Pickle ``obj`` with cloudpickle (functions and closures by value where needed)."""
-    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=PROTOCOL).dump(obj)
+        return file.getvalue()
 
 
 def loads(data: bytes | bytearray | memoryview) -> Any:
@@ -37,7 +73,9 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
 def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     """Pickle ``obj`` keeping large buffers out of band (no copy of array data)."""
     buffers: list[pickle.PickleBuffer] = []
-    return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffers.append), buffers
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=PROTOCOL, buffer_callback=buffers.append).dump(obj)
+        return file.getvalue(), buffers
 
 
 def loads_oob(data: bytes, buffers: Sequence[Any]) -> Any:
@@ -69,7 +107,7 @@ def _pickled_size(obj: Any) -> int:
         nonlocal extra
         extra += buf.raw().nbytes
 
-    cloudpickle.CloudPickler(sink, protocol=PROTOCOL, buffer_callback=_count).dump(obj)
+    _Pickler(sink, protocol=PROTOCOL, buffer_callback=_count).dump(obj)
     return sink.size + extra
 
 
