@@ -3,9 +3,10 @@
 A key is a file path under the root. No half-written file is ever visible under a key: a
 value is written to a temporary file in the same directory, then ``os.replace`` puts it in
 place (``put``) or ``os.link`` gives it the key's name, which fails if the name exists
-(``put_if_absent``: first write wins, also between processes). Temporary files are named
-``.<name>.<random>.tmp``; keys never have a segment starting with '.', and ``list`` skips
-such names. With ``fsync=True`` the data and the directory are flushed to disk before a write
+(``put_if_absent``: first write wins, also between processes; a key already there is
+answered without writing anything). Temporary files are named ``.<name>.<random>.tmp``;
+keys never have a segment starting with '.', and ``list`` skips such names. A write that
+fails (a full disk, while writing, renaming or linking) removes its temporary file. With ``fsync=True`` the data and the directory are flushed to disk before a write
 returns (slower; needed only to survive a power cut). Empty directories are removed when
 their last key is deleted. ``OSError`` becomes :class:`~cheerful.errors.StoreError` in one
 place, :func:`_translated`.
@@ -16,8 +17,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import BinaryIO
 
 from cheerful.errors import ObjectNotFound, StoreError
 
@@ -29,13 +31,19 @@ _OPEN_TRIES = 5
 
 
 class LocalStore(Store):
-    """A store in the directory ``root`` (created if missing)."""
+    """A store in the directory ``root``, created if missing; with ``create=False`` it
+    must exist (:class:`~cheerful.errors.StoreError` if not) and nothing is made."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = False, create: bool = True
+    ) -> None:
         self.root = Path(root)
         self.fsync = fsync
         with _translated(self.root):
-            self.root.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True)
+            elif not self.root.is_dir():
+                raise StoreError(f"local store: no directory {self.root}")
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -54,6 +62,8 @@ class LocalStore(Store):
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         with _translated(key):
+            if path.is_file():  # a value is there: no need to write (nor room to)
+                return False
             temp = self._write_temp(path, data)
             try:
                 return self._link(temp, path)
@@ -93,25 +103,33 @@ class LocalStore(Store):
         return self.root.joinpath(*key.split("/"))
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
+        """Write ``data`` to a new temporary file next to ``path``; return its path. If
+        anything fails (a full disk: while writing, flushing or closing), the temporary
+        file is removed before the error goes on: a failed write leaves nothing behind."""
         temp = path.parent / f".{path.name[:100]}.{uuid.uuid4().hex}.tmp"
-        with os.fdopen(self._open_new(temp), "wb") as file:
-            file.write(data)
-            if self.fsync:
-                file.flush()
-                os.fsync(file.fileno())
+        file = self._open_new(temp)
+        try:
+            with file:
+                file.write(data)
+                if self.fsync:
+                    file.flush()
+                    os.fsync(file.fileno())
+        except BaseException:
+            _unlink(temp)
+            raise
         return temp
 
-    def _open_new(self, temp: Path) -> int:
-        """Create ``temp``, making its directory; retry if a concurrent delete removes the
-        directory before the file is in it."""
+    def _open_new(self, temp: Path) -> BinaryIO:
+        """Create ``temp`` (it must not exist), making its directory; retry if a concurrent
+        delete removes the directory before the file is in it."""
         for attempt in range(1, _OPEN_TRIES + 1):
             try:
                 temp.parent.mkdir(parents=True, exist_ok=True)
-                return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                return open(temp, "xb")  # noqa: SIM115 - the caller closes it
             except FileNotFoundError:
                 if attempt == _OPEN_TRIES:
                     raise
-        return -1  # not reached: the last attempt returns or raises
+        raise AssertionError("not reached: the last attempt returns or raises")
 
     def _link(self, temp: Path, path: Path) -> bool:
         try:
@@ -167,7 +185,10 @@ def _sorted_entries(directory: Path) -> list[os.DirEntry]:
 
 
 def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    """Remove a temporary file if it is there; a failure here must not hide the error
+    that led to it (the caller is already raising one, or has its answer)."""
+    with suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
