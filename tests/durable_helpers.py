@@ -2,14 +2,15 @@
 product), real worker processes (:func:`worker_fleet`) and the stored records.
 
 It does in this process, one task at a time, what ``docs/durable.md`` says a worker does
-with each message: decode it (malformed -> dead letter), skip it when the job is unknown
-(dead letter), cancelled or already has a result (delete), run every task with
-:func:`cheerful.runner.run_chunk` (same seeds as ``cf.map``), retry a raising task up to
-the manifest's ``retries`` more times, put each attempt's output (and traceback) at
-``logs/<task>.<attempt>`` when there is any, store a failed chunk's inline inputs at
-``inputs/<chunk>``, store the ``ChunkRecord`` with
-``put_if_absent``, THEN add to its counters ``status/<worker>.json``, THEN delete the
-message. End-to-end tests with the real worker (``cheerful.durable.worker``) replace it.
+with each message: decode it (malformed, or not one of its job's chunks -> dead letter),
+skip it when the job is unknown (dead letter), cancelled or already has a result (delete),
+run every task with :func:`cheerful.runner.run_chunk` (same seeds as ``cf.map``; a retry
+round's code and attempt numbers), retry a raising task up to the manifest's ``retries``
+more times, put each attempt's output (and traceback) at ``logs/<task>.<attempt>`` when
+there is any, store a failed chunk's inline inputs at ``inputs/<chunk>``, store the
+``ChunkRecord`` with ``put_if_absent`` and then its summary, THEN add to its counters
+``status/<worker>.json``, THEN delete the message. End-to-end tests with the real worker
+(``cheerful.durable.worker``) replace it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from cheerful.durable.backends import Backend
 from cheerful.durable.fleet import LocalFleet, worker_command
 from cheerful.durable.job import cancelled_key
 from cheerful.durable.messages import ChunkMessage, ChunkRecord, MalformedMessage
+from cheerful.durable.records import record_keys
+from cheerful.durable.rounds import read_plan
 from cheerful.errors import ObjectNotFound
 from cheerful.runner import run_chunk
 from cheerful.serialize import dumps, loads
@@ -58,24 +61,32 @@ def _handle(backend: Backend, body: bytes, receipt: str, worker: str) -> int:
     except ObjectNotFound:
         queue.dead_letter(receipt, "job not found")
         return 0
+    plan = read_plan(store, job, manifest)
+    if not plan.matches(message.chunk, message.indices):
+        queue.dead_letter(receipt, "malformed message: not one of its job's chunks")
+        return 0
     if store.exists(cancelled_key(job)) or store.exists(layout.result(job, message.chunk)):
         queue.delete(receipt)
         return 0
-    fn = loads(store.get(layout.code(job)))
+    fn = loads(store.get(plan.code(message.chunk) or layout.code(job)))
     items = loads(message.inputs if message.spill is None else store.get(message.spill))
-    record = _run(store, manifest, message, fn, items, worker)
+    first = plan.first_attempts(message.chunk) or (1,) * len(message.indices)
+    record = _run(store, manifest, message, fn, items, worker, first)
     if record.result.errors and message.spill is None:  # for retry_failed, as the worker
         store.put(layout.input(job, message.chunk), message.inputs or b"")
     if store.put_if_absent(layout.result(job, message.chunk), dumps(record)):
+        store.put(layout.summary(job, message.chunk, len(record.result.errors)), b"")
         _count(store, job, worker, record.result)
     queue.delete(receipt)
     return 1
 
 
-def _run(store, manifest: dict, message: ChunkMessage, fn, items, worker: str) -> ChunkRecord:
+def _run(
+    store, manifest: dict, message: ChunkMessage, fn, items, worker: str, first
+) -> ChunkRecord:
     values, errors, attempts, logs = [], {}, {}, {}
-    for index, item in zip(message.indices, items, strict=True):
-        for attempt in range(1, manifest["retries"] + 2):
+    for index, item, start in zip(message.indices, items, first, strict=True):
+        for attempt in range(start, start + manifest["retries"] + 1):
             out = io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
                 chunk = Chunk(index, [item], explicit=(index,))
@@ -94,7 +105,7 @@ def _run(store, manifest: dict, message: ChunkMessage, fn, items, worker: str) -
         values.append(one.values[0])
         if error is not None:
             errors[index] = error
-    result = ChunkResult(message.indices, values, errors)
+    result = ChunkResult(tuple(message.indices), values, errors)
     return ChunkRecord(message.job, message.chunk, result, attempts, logs, worker, time.time())
 
 
@@ -121,8 +132,7 @@ def worker_fleet(backend, count: int, tasks_dir: str, **options) -> LocalFleet:
 def all_records(backend: Backend, job) -> list[ChunkRecord]:
     """Every chunk record stored for ``job``, in chunk order."""
     store = backend.store
-    keys = layout.by_number(store.list(layout.results_prefix(job.id)))
-    return [loads(store.get(key)) for key in keys]
+    return [loads(store.get(key)) for key in record_keys(store, job.id)]
 
 
 def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):

@@ -270,7 +270,7 @@ def test_logs_of_a_silent_task_and_a_missing_attempt(url, files):
 def test_retry_then_cancel(url, files):
     job_id = submitted(url, files[0], "--envs", files[1], "--retries", "0")
     retried = cli("retry", job_id, "--backend", url)
-    assert retried.exit_code == 0 and "sent 1 task(s)" in retried.stderr
+    assert retried.exit_code == 0 and "sent 1 task of" in retried.stderr
     assert cli("cancel", job_id, "--backend", url).stderr.startswith(f"job {job_id} is cancelled")
     assert "cancelled already" in cli("cancel", job_id, "--backend", url).stderr
     assert "cancelled" in cli("status", "--backend", url).stdout
@@ -281,6 +281,58 @@ def test_worker_command_runs_a_job(url, files):
     job_id = submit.stdout.strip()
     worker = cli("worker", "--backend", url, "--job", job_id, "--slots", "1", "--idle-exit", "0.5")
     assert worker.exit_code == 0, worker.output
-    assert "stopped (idle)" in worker.stderr and "5 task(s) done" in worker.stderr
+    assert "stopped (job settled)" in worker.stderr and "5 task(s) done" in worker.stderr
     status = cli("status", job_id, "--backend", url)
     assert "5 done, 0 failed" in status.stdout and ": done" in status.stdout
+
+
+def test_results_of_a_job_that_is_not_finished_is_an_error_unless_partial(files, url):
+    script, envs = files
+    submit = cli("submit", script, "--envs", envs, "--backend", url, "--chunk-size", "2")
+    job_id = submit.stdout.strip()
+    with open_backend(url) as backend:  # one chunk of three runs
+        from durable_helpers import _handle
+
+        (first,) = backend.queue.receive(1, visibility_s=60)
+        _handle(backend, first.body, first.receipt, "w")
+    result = cli("results", job_id, "--backend", url)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "is not finished" in result.stderr and "3 tasks of 5 have no result yet" in result.stderr
+    assert f"cheerful results {job_id} --partial --backend" in result.stderr
+    assert "job.wait" not in result.stderr  # advice for the command line, not Python
+    partial = cli("results", job_id, "--backend", url, "--partial")
+    assert partial.exit_code == 0, partial.output
+    lines = [json.loads(line) for line in partial.stdout.splitlines()]
+    assert [line["ok"] for line in lines] == [True, True, False, False, False]
+    assert "no result yet" in lines[2]["error"] and "is not finished" in partial.stderr
+
+
+def test_usage_and_counts_read_as_english(files, url):
+    assert "Usage: main status [OPTIONS] [JOB]" in cli("status", "--help").output
+    script, envs = files
+    envs.write_text('{"i": 0, "word": "a"}\n')
+    submit = cli("submit", script, "--envs", envs, "--backend", url)
+    assert "submitted 1 task;" in submit.stderr
+    job_id = submit.stdout.strip()
+    status = cli("status", job_id, "--backend", url)
+    assert "1 task: 0 done" in status.stdout and "0 workers reporting" in status.stdout
+
+
+def test_retry_with_a_fixed_script(files, url, tmp_path):
+    script, envs = files
+    job_id = submitted(url, script, "--envs", envs, "--retries", "0")
+    fixed = tmp_path / "fixed.py"
+    fixed.write_text('print(f"fixed {i}")\nresult = {"i": i, "square": i * i}\n')
+    first = cli("logs", job_id, "3", "--backend", url).stdout
+    retried = cli("retry", job_id, "--backend", url, "--script", fixed)
+    assert retried.exit_code == 0 and "sent 1 task of" in retried.stderr, retried.output
+    again = cli("retry", job_id, "--backend", url)  # already sent, no outcome yet
+    assert "no failed or dead tasks that are not being retried" in again.stderr
+    with open_backend(url) as backend:
+        drain(backend)
+    lines = [json.loads(x) for x in cli("results", job_id, "--backend", url).stdout.splitlines()]
+    assert [line["value"]["square"] for line in lines] == [0, 1, 4, 9, 16]
+    assert cli("logs", job_id, "3", "--backend", url).stdout == "fixed 3\n"
+    assert cli("logs", job_id, "3", "--attempt", "1", "--backend", url).stdout == first
+    wrong = cli("retry", job_id, "--backend", url, "--command", "true")
+    assert wrong.exit_code == 2 and "script=" in wrong.output

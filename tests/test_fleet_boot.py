@@ -64,7 +64,7 @@ def test_the_user_data_installs_the_wheel_and_its_worker_completes_the_job(
     assert done.returncode == 0, log[-4000:]
 
     assert job.results() == [i * i for i in range(6)], log[-4000:]
-    assert "stopped (idle)" in log
+    assert "stopped (job settled)" in log
     assert (root / "venv" / "bin" / "cheerful").exists()
     assert "with six" in job.logs(0)  # the requirements were installed
     node = socket.gethostname()

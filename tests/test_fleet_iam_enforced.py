@@ -261,6 +261,18 @@ def run_worker(deployment: Deployment, job: cf.Job, keys: Keys, tmp: Path, *opti
     return code, log.read_text(errors="replace")
 
 
+def without_moto_listing_bug(log: str) -> str:
+    """The worker's log without its one line about a listing moto refused: under IAM
+    enforcement moto answers every listing of a prefix with "/" SignatureDoesNotMatch
+    (getmoto/moto#5948), so a worker cannot list its job's results to learn that the job is
+    settled, and leaves when idle instead (it says so once). AWS lists them."""
+    return "\n".join(
+        line
+        for line in log.splitlines()
+        if not ("cannot tell whether work is left" in line and "SignatureDoesNotMatch" in line)
+    )
+
+
 def stored_values(deployment: Deployment, job: cf.Job) -> dict[int, object]:
     """Every task's value, read by the admin from the job's result keys by name (chunk
     numbers from the manifest: listing is broken under enforcement, see above)."""
@@ -299,7 +311,7 @@ def test_a_worker_with_only_its_jobs_policy_completes_the_job(deployment, tmp_pa
     code, log = run_worker(deployment, job, keys, tmp_path, "--visibility", "2")
 
     assert code == 0, log
-    assert "denied" not in log.lower(), log
+    assert "denied" not in without_moto_listing_bug(log).lower(), log
     assert "0 dead-lettered" in log and "6 task(s) done, 0 failed" in log, log
     assert stored_values(deployment, job) == {i: i * i for i in range(6)}
     assert {p.name: p.read_text() for p in runs.iterdir()} == {str(i): "ran\n" for i in range(6)}
@@ -320,7 +332,7 @@ def test_a_worker_with_only_its_jobs_policy_dead_letters_a_stray(deployment, tmp
     code, log = run_worker(deployment, job, keys, tmp_path)
 
     assert code == 0, log
-    assert "denied" not in log.lower(), log
+    assert "denied" not in without_moto_listing_bug(log).lower(), log
     assert "1 dead-lettered" in log, log
     assert stored_values(deployment, job) == {0: 49}
     assert deployment.counts(queue) == 0

@@ -19,6 +19,7 @@ from cheerful.durable import layout
 from cheerful.durable.backends import local_backend, open_backend
 from cheerful.durable.fleet import LocalFleet
 from cheerful.durable.messages import ChunkMessage, ChunkRecord
+from cheerful.durable.records import record_keys
 from cheerful.durable.worker import WorkerSummary, run_worker
 from cheerful.serialize import dumps, loads
 from cheerful.task import ChunkResult
@@ -39,7 +40,7 @@ def backend(tmp_path):
 
 def records(backend, job) -> list[ChunkRecord]:
     store = backend.store
-    return [loads(store.get(k)) for k in store.list(layout.results_prefix(job.id))]
+    return [loads(store.get(k)) for k in record_keys(store, job.id)]
 
 
 # --- tasks (module level: workers load them by reference) -------------------------------
@@ -137,8 +138,7 @@ def test_throughput_of_trivial_tasks(backend):
         started = time.perf_counter()
         job = cf.submit(trivial, range(10_000), backend=backend)
         chunks = job.manifest["chunks"]
-        prefix = layout.results_prefix(job.id)
-        wait_for(lambda: len(list(backend.store.list(prefix))) == chunks, every=0.01)
+        wait_for(lambda: len(record_keys(backend.store, job.id)) == chunks, every=0.01)
         seconds = time.perf_counter() - started
     assert job.results(wait=False) == list(range(10_000))
     rate = 10_000 / seconds
@@ -256,12 +256,20 @@ def test_a_filtered_worker_does_not_burn_the_receives_of_other_jobs(backend, mon
         polls.append(args[3] if len(args) > 3 else kwargs.get("group"))
         return receive(*args, **kwargs)
 
+    (out,) = receive(1, visibility_s=60, group=b.id)  # another worker holds a chunk of B
     monkeypatch.setattr(backend.queue, "receive", counted)
     monkeypatch.setattr(loop, "POLL_S", 0.01)
-    summary = run_worker(backend, job=b.id, slots=1, idle_exit=1.0)
+    ran: list = []
+    serve = threading.Thread(target=lambda: ran.append(run_worker(backend, job=b.id, slots=1)))
+    serve.start()
+    wait_for(lambda: len(polls) > 2 * backend.queue.max_receives)  # B is not settled: it polls
+    backend.queue.release(out.receipt)  # that worker gives it up: this one runs it, then leaves
+    serve.join(30)
     monkeypatch.undo()
+    (summary,) = ran
+    assert summary.reason == "job settled"
     assert b.results() == [x * x for x in range(4)]
-    assert len(polls) > 2 * backend.queue.max_receives and set(polls) == {b.id}
+    assert set(polls) == {b.id}
     assert summary.released == summary.dead_lettered == 0
     assert backend.queue.dead_letters() == []
     assert backend.queue.counts(group=a.id) == type(backend.queue.counts())(4, 0, 0)
@@ -326,3 +334,15 @@ def test_the_job_cache_says_why_it_cannot_serve_a_job_of_another_layout() -> Non
 
     spec, why = JobCache(store).spec("j1", 0.0)
     assert spec is None and "layout v1" in why and "submit it again" in why
+
+
+def test_an_idle_worker_waits_for_messages_held_by_others(backend):
+    """A message held by another worker (which may die) keeps an idle worker from
+    leaving: when it comes back, this one runs it, then leaves."""
+    job = cf.submit(square, range(2), backend=backend, chunk_size=2)
+    (held,) = backend.queue.receive(1, visibility_s=3.0, group=job.id)  # "a worker" took it
+    started = time.monotonic()
+    summary = run_worker(backend, slots=1, idle_exit=0.5)
+    assert summary.reason == "idle" and summary.chunks == 1
+    assert time.monotonic() - started >= 2.5  # it waited for the message to come back
+    assert job.results() == [0, 1]

@@ -8,6 +8,7 @@ import pytest
 
 from cheerful.durable.messages import ChunkMessage
 from cheerful.durable.worker.events import (
+    CheckIdle,
     Config,
     DeadLetter,
     Delete,
@@ -20,7 +21,7 @@ from cheerful.durable.worker.events import (
     Release,
     Run,
 )
-from cheerful.durable.worker.state import INTERRUPTION_GRACE_S, WorkerState
+from cheerful.durable.worker.state import INTERRUPTION_GRACE_S, SETTLE_CHECK_S, WorkerState
 from cheerful.errors import TaskTimeout
 from cheerful.serialize import dumps, rebuild_exception
 from cheerful.task import ChunkResult, ErrorInfo
@@ -437,7 +438,34 @@ def test_idle_exit_after_the_queue_had_nothing_for_that_long():
     assert not w.tick(100.0)  # the queue was not asked yet
     w.received(110.0, [])
     assert not w.tick(169.9)
-    assert w.tick(170.0) == [Exit("idle")]
+    assert w.tick(170.0) == [CheckIdle()]  # first: is anything still out?
+    assert not w.tick(171.0)  # one question at a time
+    assert w.idle_checked(172.0, pending=False, settled=False) == [Exit("idle")]
+
+
+def test_no_idle_exit_while_messages_are_out_in_other_hands():
+    """A dead worker's chunk comes back one visibility period later: an idle worker waits
+    for it rather than leave the job with no worker."""
+    w = worker(idle_exit=60.0)
+    w.received(0.0, [])
+    assert w.tick(60.0) == [CheckIdle()]
+    assert w.idle_checked(60.0, pending=True, settled=False) == []
+    assert not w.tick(119.9)  # one more idle period
+    assert w.tick(120.0) == [CheckIdle()]
+    assert w.idle_checked(120.0, pending=False, settled=False) == [Exit("idle")]
+
+
+def test_a_worker_of_one_job_leaves_once_the_job_is_settled():
+    w = worker(idle_exit=600.0, job="job-1")
+    (run,) = w.received(0.0, [delivery()])
+    w.done(1.0, run.work_id, ok(run), {})
+    w.settled(1.0, "r0")
+    w.received(1.5, [])
+    assert w.tick(1.6) == [CheckIdle()]
+    assert w.idle_checked(1.6, pending=False, settled=False) == []  # another chunk is out
+    assert not w.tick(1.6 + SETTLE_CHECK_S - 0.1)
+    assert w.tick(1.6 + SETTLE_CHECK_S) == [CheckIdle()]
+    assert w.idle_checked(4.0, pending=False, settled=True) == [Exit("job settled")]
 
 
 def test_work_resets_the_idle_clock():
@@ -448,14 +476,19 @@ def test_work_resets_the_idle_clock():
     w.settled(80.0, "r0")
     w.received(81.0, [])
     assert not w.tick(140.0)
-    assert w.tick(141.0) == [Exit("idle")]
+    assert w.tick(141.0) == [CheckIdle()]
+    assert w.idle_checked(141.0, pending=False, settled=False) == [Exit("idle")]
 
 
 def test_only_other_jobs_messages_count_as_idle():
     w = worker(idle_exit=5.0, job="job-1")
     w.received(1.0, [delivery(job=JobSpec("job-2", tasks=10))])
+    for now in (1.5, 3.5, 5.5):  # a worker of one job asks now and then if it is settled
+        assert w.tick(now) == [CheckIdle()]
+        assert w.idle_checked(now, pending=False, settled=False) == []
     assert not w.tick(5.9)
-    assert w.tick(6.0) == [Exit("idle")]
+    assert w.tick(6.0) == [CheckIdle()]
+    assert w.idle_checked(6.0, pending=False, settled=False) == [Exit("idle")]
 
 
 def test_no_idle_exit_without_the_option():

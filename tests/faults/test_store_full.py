@@ -125,3 +125,64 @@ def test_the_fixture_really_fills_the_disk(full_disk):
     with pytest.raises(OSError) as caught:
         (full_disk / f"probe-{uuid.uuid4().hex}").write_bytes(b"x" * 4096)
     assert caught.value.errno == errno.ENOSPC
+
+
+# --- a worker whose store is full ------------------------------------------------------
+
+
+def _slow_double(x):
+    return 2 * x
+
+
+@pytest.fixture
+def full_backend(tmp_path):
+    """A local backend with a job submitted, whose store (not its queue) then moves to a
+    20 MiB tmpfs that is filled up."""
+    import cheerful as cf
+
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        url = f"local://{tmp_path}/backend"
+        job = cf.submit(_slow_double, range(6), backend=url, chunk_size=2)
+        shutil.move(tmp_path / "backend" / "store", where / "store")
+        (tmp_path / "backend" / "store").symlink_to(where / "store")
+        _fill(where / "filler")
+        yield url, job, where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_worker_whose_store_is_full_backs_off_says_so_and_leaves(full_backend):
+    """It reports one clear error, does not hammer the disk, exits with code 3 after its
+    --store-timeout, puts back what it held, and leaves no temporary file."""
+    url, job, where = full_backend
+    here = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-m", "cheerful", "worker", "--backend", url, "--job", job.id]
+    argv += ["--slots", "1", "--store-timeout", "4", "--visibility", "30"]
+    started = __import__("time").monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    took = __import__("time").monotonic() - started
+    assert done.returncode == 3, done.stderr
+    assert took < 30, took
+    lines = [line for line in done.stderr.splitlines() if line.startswith("cheerful worker:")]
+    assert "the store failed" in done.stderr and "No space left on device" in done.stderr
+    assert len(lines) <= 4, done.stderr  # one clear error, not one a write
+    assert "leaving" in done.stderr and "(store failing)" in done.stderr
+    assert _temp_files(where / "store") == []
+    os.remove(where / "filler")  # room again: the chunks it held run elsewhere
+    from cheerful.durable.backends import open_backend
+
+    with open_backend(url) as backend:
+        assert backend.queue.counts(job.id).in_flight == 0  # released, not left hanging
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert job.results() == [0, 2, 4, 6, 8, 10]

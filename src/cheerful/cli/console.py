@@ -24,6 +24,7 @@ __all__ = [
     "command_line",
     "err",
     "out",
+    "plural",
     "submit_options",
 ]
 
@@ -110,3 +111,8 @@ def command_line(name: str, backend: str, *args: str) -> str:
     if backend != "local":
         words += ["--backend", shlex.quote(backend)]
     return " ".join(words)
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 task"``, ``"2 tasks"``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"

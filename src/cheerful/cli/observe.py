@@ -7,7 +7,7 @@ import json
 import pickle
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich import box
@@ -15,33 +15,46 @@ from rich.table import Table
 
 from cheerful.errors import CheerfulError
 
-from .console import backend_option, command_line, err, out
+from .console import backend_option, command_line, err, out, plural
 
-__all__ = ["attach", "logs", "results", "status"]
+if TYPE_CHECKING:
+    from cheerful.durable.backends import Backend
+
+__all__ = ["attach", "logs", "opened", "results", "status"]
 
 
 @click.command()
-@click.argument("job_id", metavar="JOB", required=False)
+@click.argument("job_id", metavar="[JOB]", required=False)
 @backend_option
 def status(job_id: str | None, backend: str) -> None:
     """List the jobs of the backend, or show one JOB's counts and failures."""
-    if job_id is None:
-        _print_jobs(backend)
-    else:
-        _print_job(attach(job_id, backend), backend)
+    with opened(backend) as there:
+        if job_id is None:
+            _print_jobs(there, backend)
+        else:
+            _print_job(attach(job_id, there), backend)
 
 
-def attach(job_id: str, backend: str) -> Any:
-    """The job ``job_id`` of ``backend`` (JobNotFound, listing the known ids, if none)."""
+def opened(backend: str) -> Backend:
+    """The existing backend at URL ``backend``, opened to read: nothing is created (a
+    ConfigError names the path where there is no backend). Close it after use."""
+    from cheerful.durable.backends import open_backend
+
+    return open_backend(backend, create=False)
+
+
+def attach(job_id: str, backend: str | Backend) -> Any:
+    """The job ``job_id`` of ``backend``, an opened backend or a URL opened by
+    :func:`opened` (JobNotFound, listing the known ids, if none)."""
     from cheerful.durable.job import Job
 
-    return Job.attach(job_id, backend)
+    return Job.attach(job_id, opened(backend) if isinstance(backend, str) else backend)
 
 
-def _print_jobs(backend: str) -> None:
+def _print_jobs(there: Backend, backend: str) -> None:
     from cheerful.durable.job import jobs
 
-    found = jobs(backend)
+    found = jobs(there)
     if not found:
         err.print(f"no jobs in {backend}")
         return
@@ -74,10 +87,15 @@ def _print_job(job, backend: str) -> None:
         f"created {_when(job.created)}: {s.state}",
         style="bold",
     )
+    dropped = f", {s.dropped} dropped (cancelled)" if s.dropped else ""
+    how = "final" if s.settled else "estimates while tasks run" if s.running else "so far"
     out.print(
-        f"{s.total} tasks: {s.done} done, {s.failed} failed, {s.dead} dead, "
-        f"{s.running} running, {s.queued} queued; {s.workers} worker(s) reported"
+        f"{plural(s.total, 'task')}: {s.done} done, {s.failed} failed, {s.dead} dead, "
+        f"{s.running} running, {s.queued} queued{dropped} ({how}); "
+        f"{plural(s.workers, 'worker')} reporting"
     )
+    if s.incomplete:
+        out.print(f"incomplete: {s.incomplete}", style="red")
     if job.backend.url.startswith("s3://"):
         from cheerful.durable.fleet import spent
 
@@ -93,7 +111,8 @@ def _print_job(job, backend: str) -> None:
     failures = job.failures()
     if not failures:
         return
-    table = Table("index", "type", "message", "attempts", title=f"{len(failures)} failed tasks")
+    title = plural(len(failures), "failed task")
+    table = Table("index", "type", "message", "attempts", title=title)
     for f in failures:
         first = f.message.strip().splitlines()[0] if f.message.strip() else ""
         table.add_row(str(f.index), f.type_name, first, str(f.attempts))
@@ -132,14 +151,31 @@ def _when(timestamp: float) -> str:
     show_default=True,
     help="return: failed tasks get an error line; raise: fail if any task failed",
 )
-def results(job_id: str, backend: str, out_file: str | None, fmt: str, errors: str) -> None:
-    """Write the results of JOB, in task order (JSON lines: index, ok, value or error)."""
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="write what is there of a job that is not finished (tasks with no result yet "
+    "get an error line)",
+)
+def results(
+    job_id: str, backend: str, out_file: str | None, fmt: str, errors: str, partial: bool
+) -> None:
+    """Write the results of JOB, in task order (JSON lines: index, ok, value or error).
+
+    A job that is not finished is an error (exit code 2) unless --partial."""
     from cheerful.task import Failure
 
     if fmt == "pickle" and out_file is None:
         raise click.UsageError("--format pickle writes binary data: give --out FILE")
-    values = attach(job_id, backend).results(errors=errors, wait=False)
+    with opened(backend) as there:
+        job = attach(job_id, there)
+        status = job.status(exact=True)
+        if not status.settled and not partial:
+            raise CheerfulError(_unfinished(job, status, backend))
+        values = job.results(errors="return" if partial else errors, wait=False)
     failed = sum(isinstance(v, Failure) for v in values)
+    if not status.settled:
+        err.print(f"job {job.id} is not finished: {status}; writing what is there")
     if fmt == "pickle":
         with open(out_file, "wb") as file:
             pickle.dump(values, file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -153,6 +189,17 @@ def results(job_id: str, backend: str, out_file: str | None, fmt: str, errors: s
                 file.writelines(lines)
     if out_file is not None:
         err.print(f"wrote {len(values)} results ({failed} failed) to {out_file}")
+
+
+def _unfinished(job: Any, status: Any, backend: str) -> str:
+    """Why ``cheerful results`` writes nothing for a job that is not finished."""
+    waiting = status.queued + status.running + status.dropped
+    return (
+        f"job {job.id} is not finished ({status.state}: {plural(waiting, 'task')} of "
+        f"{status.total} have no result yet); follow it with "
+        f"`{command_line('status', backend, job.id)}`, or write what is there with "
+        f"`{command_line('results', backend, job.id, '--partial')}`"
+    )
 
 
 def _json_line(index: int, value: Any, failure_type: type) -> str:
@@ -186,8 +233,9 @@ def _plain(value: Any) -> Any:
 )
 def logs(job_id: str, index: int, backend: str, attempt: int | None) -> None:
     """Print what task INDEX of JOB printed (stdout and stderr)."""
-    job = attach(job_id, backend)
-    text = job.logs(index, attempt)
+    with opened(backend) as there:
+        job = attach(job_id, there)
+        text = job.logs(index, attempt)
     if not text:
         err.print(
             f"task {index} of job {job.id} left no output"

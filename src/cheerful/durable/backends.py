@@ -48,6 +48,8 @@ __all__ = [
 MAX_RECEIVES = 20
 """Receives of one message before the queue dead-letters it: the crash safety cap."""
 LOCAL_DIR = ".cheerful"
+QUEUE_FILE = "queue.sqlite3"
+STORE_DIR = "store"
 
 _FORMS = (
     "'local' (./.cheerful here), 'local:///absolute/path' or "
@@ -77,9 +79,15 @@ class Backend:
         self.close()
 
 
-def open_backend(url: str | Backend = "local") -> Backend:
+def open_backend(url: str | Backend = "local", *, create: bool = True) -> Backend:
     """The backend at ``url`` (see the module docstring); a :class:`Backend` is returned
-    as it is. Raises :class:`~cheerful.errors.ConfigError` for a URL it cannot use."""
+    as it is. Raises :class:`~cheerful.errors.ConfigError` for a URL it cannot use.
+
+    A local backend's directory, queue file and store are made if missing, unless
+    ``create`` is False (for commands that only read): then they must be there, else a
+    ConfigError names the path. An ``s3://`` backend makes nothing on opening either way
+    (its queues and bucket come from ``cheerful init``).
+    """
     if isinstance(url, Backend):
         return url
     if not isinstance(url, str) or not url.strip():
@@ -87,7 +95,7 @@ def open_backend(url: str | Backend = "local") -> Backend:
     url = url.strip()
     if url.startswith("s3://"):
         return s3_backend(url)
-    return local_backend(_local_root(url))
+    return local_backend(_local_root(url), create=create)
 
 
 @dataclass(frozen=True)
@@ -184,8 +192,11 @@ def _queue_name(bucket: str, prefix: str) -> str:
     return name
 
 
-def local_backend(root: str | os.PathLike[str], *, max_message_bytes: int | None = None) -> Backend:
-    """The embedded backend in directory ``root`` (made if missing).
+def local_backend(
+    root: str | os.PathLike[str], *, max_message_bytes: int | None = None, create: bool = True
+) -> Backend:
+    """The embedded backend in directory ``root``, made if missing; with ``create=False``
+    it must be there (a ConfigError naming ``root`` if not) and nothing is made.
 
     ``max_message_bytes`` lowers the queue's message limit (tests use it to force spills).
     """
@@ -193,9 +204,30 @@ def local_backend(root: str | os.PathLike[str], *, max_message_bytes: int | None
     from .stores.local import LocalStore
 
     root = Path(root).resolve()
+    if not create:
+        _require_local(root)
     options = {} if max_message_bytes is None else {"max_message_bytes": max_message_bytes}
-    queue = SqliteQueue(root / "queue.sqlite3", max_receives=MAX_RECEIVES, **options)
-    return Backend(queue, LocalStore(root / "store"), f"local://{quote(root.as_posix())}")
+    queue = SqliteQueue(root / QUEUE_FILE, max_receives=MAX_RECEIVES, **options)
+    store = LocalStore(root / STORE_DIR, create=create)
+    return Backend(queue, store, f"local://{quote(root.as_posix())}")
+
+
+def _require_local(root: Path) -> None:
+    """Raise a ConfigError unless ``root`` holds a local backend's queue file and store
+    (checked before opening them: the queue would make its file)."""
+    missing = [
+        name
+        for name, there in (
+            (QUEUE_FILE, (root / QUEUE_FILE).is_file()),
+            (f"{STORE_DIR}/", (root / STORE_DIR).is_dir()),
+        )
+        if not there
+    ]
+    if missing:
+        raise ConfigError(
+            f"no cheerful backend at {root} (no {' or '.join(missing)} there): "
+            "pass --backend, or run a job first"
+        )
 
 
 def _local_root(url: str) -> Path:
@@ -223,7 +255,7 @@ def init_backend(url: str, *, create_bucket: bool = False) -> list[str]:
     if isinstance(url, str) and url.strip().startswith("s3://"):
         return _init_s3(url.strip(), create_bucket)
     root = _local_root(url.strip()) if isinstance(url, str) else None
-    existed = root is not None and (root / "queue.sqlite3").exists()
+    existed = root is not None and (root / QUEUE_FILE).exists()
     with open_backend(url) as backend:
         backend.queue.counts()  # creates the queue file
         return [] if existed else [f"created the local backend {backend.url}"]

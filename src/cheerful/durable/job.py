@@ -1,28 +1,27 @@
 """Observe and steer a durable job from any process or machine: :class:`Job`.
 
-A ``Job`` reads what workers stored (``results/<chunk>`` records, ``logs/``, the workers'
-``status/`` counters) and the queue's dead letters; it writes only the manifest's
-``resent`` history, new chunks for :meth:`Job.retry_failed` and the ``cancelled`` marker
-(and :meth:`Job.delete` removes everything).
-The store layout (:mod:`cheerful.durable.layout`) is the protocol between the two sides; see
-``docs/durable.md``.
+A ``Job`` reads what workers stored (``results/`` records and their summaries, ``logs/``,
+the workers' ``status/`` counters), the job's retry rounds and the queue's dead letters;
+it writes only retry rounds (:mod:`.retry`) and the ``cancelled`` marker (and
+:meth:`Job.delete` removes everything). The store layout (:mod:`cheerful.durable.layout`)
+is the protocol between the two sides; see ``docs/durable.md``.
 
-A chunk's inputs ride inline in its message when they fit, else they are stored at
-``inputs/<chunk>`` and the message names them. A worker that records a chunk with failed
-tasks stores its inline inputs there too, so ``retry_failed`` can send failed tasks again
-from anywhere; a chunk that succeeds costs no input object (one request fewer per chunk
-on S3).
+Its counts are what the store holds (:mod:`.counts`): exact as soon as no task is running
+(one listing of ``results/``, no record read), estimates from the workers' counters only
+while tasks run, and always adding up to the job's tasks. A worker killed at any instant
+cannot make them lie: a settled job's status, ``results()`` and ``failures()`` agree.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
+import os
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cheerful.errors import (
     ConfigError,
@@ -35,25 +34,28 @@ from cheerful.task import Failure
 
 from . import layout
 from .backends import Backend, open_backend
-from .records import (
-    FAILED,
-    InputReader,
-    JobView,
-    TaskFailure,
-    dead_chunks,
-    job_failed,
-    read_records,
-    read_view,
-)
-from .sending import json_bytes, mark_cancelled, send_chunks
+from .code import replacement_code
+from .counts import count, is_submitted, list_results, read_reports
+from .records import JobView, TaskFailure, dead_chunks, job_failed, read_records, read_view
+from .retry import retry
+from .rounds import ChunkPlan, read_plan, sender_gone
+from .sending import mark_cancelled
+
+if TYPE_CHECKING:
+    from .fleet.local import LocalFleet
 
 __all__ = ["Job", "JobStatus", "TaskFailure", "cancelled_key", "jobs"]
 
 BackendLike = str | Backend
 Errors = Literal["raise", "return"]
 
-SETTLE_EVERY = 20
-"""``wait`` confirms completion from the listing of results at least every this many polls."""
+EXACT_EVERY_S = 5.0
+"""``wait`` counts from the listing of results at least this often (between, while tasks
+run, from the workers' counters)."""
+NO_WORKER_S = 60.0
+"""``wait`` says so once when no worker has taken a task of the job for this long."""
+LONGEST_POLL_S = 5.0
+"""``wait`` polls less often while nothing changes, down to once this often."""
 
 
 def cancelled_key(job_id: str) -> str:
@@ -63,7 +65,11 @@ def cancelled_key(job_id: str) -> str:
 
 @dataclass(frozen=True)
 class JobStatus:
-    """Task counts of a job. ``queued`` is what is neither finished nor running."""
+    """Task counts of a job: ``done + failed + dead + running + queued + dropped`` is
+    always ``total``. ``queued``: no outcome yet, not running; ``dropped``: will never run
+    (the job was cancelled first); ``workers``: workers that reported on the job lately.
+    ``settled``: every task has its final outcome, the counts are exact. ``incomplete``:
+    why some tasks were never sent (a submit or retry cut short), else ""."""
 
     total: int
     queued: int
@@ -73,27 +79,35 @@ class JobStatus:
     dead: int
     cancelled: bool = False
     workers: int = 0
+    dropped: int = 0
+    settled: bool = False
+    incomplete: str = ""
 
     @property
     def finished(self) -> bool:
         """True when every task is done, failed or dead."""
-        return self.done + self.failed + self.dead >= self.total
+        return self.settled or self.done + self.failed + self.dead >= self.total
 
     @property
     def state(self) -> str:
-        """One word: "queued", "running", "done", "failed" (some failed or dead) or
-        "cancelled"."""
+        """One word: "queued", "running", "waiting" (some tasks have an outcome, none runs
+        now), "done", "failed" (some failed or dead), "cancelled" or "incomplete"."""
+        if self.finished and not self.dropped:
+            return "failed" if self.failed or self.dead else "done"
         if self.cancelled:
             return "cancelled"
-        if self.finished:
-            return "failed" if self.failed or self.dead else "done"
-        return "running" if self.running or self.done or self.failed else "queued"
+        if self.incomplete:
+            return "incomplete"
+        if self.running:
+            return "running"
+        return "waiting" if self.done or self.failed or self.dead else "queued"
 
     def __str__(self) -> str:
-        state = " (cancelled)" if self.cancelled else ""
+        dropped = f", {self.dropped} dropped" if self.dropped else ""
+        state = " (cancelled)" if self.cancelled and not self.settled else ""
         return (
             f"{self.done}/{self.total} done, {self.failed} failed, {self.dead} dead, "
-            f"{self.running} running, {self.queued} queued{state}"
+            f"{self.running} running, {self.queued} queued{dropped}{state}"
         )
 
 
@@ -140,24 +154,57 @@ class Job:
 
     # Reading.
 
-    def status(self) -> JobStatus:
-        """Task counts, from the workers' counters and the dead letters (cheap: no results
-        are read). Approximate while workers run; :meth:`wait` returns a settled one."""
+    def status(self, *, exact: bool = True) -> JobStatus:
+        """Task counts: the outcomes from one listing of the results (exact; no result is
+        read), the running tasks from the workers that reported lately. ``exact=False``
+        reads only the workers' counters while tasks run (cheaper, for polling; estimates)."""
         self._refresh()
-        store, total = self.backend.store, self.tasks
-        sums = {"done": 0, "failed": 0, "running": 0}
-        keys = list(store.list(layout.status_prefix(self.id)))
-        for key in keys:
-            counters = _counters(store, key)
-            for name in sums:
-                sums[name] += counters.get(name, 0)
-        resent = sum(entry.get("failed", 0) for entry in self.manifest.get("resent", ()))
-        dead = sum(len(d.indices) for d in dead_chunks(self.backend, self.id))
-        done, running = min(sums["done"], total), sums["running"]
-        failed = max(0, min(sums["failed"] - resent, total - done))
-        queued = max(0, total - done - failed - dead - running)
+        store, plan = self.backend.store, self._plan()
+        dead = dead_chunks(self.backend.queue, store, self.id, plan)
         cancelled = store.exists(cancelled_key(self.id))
-        return JobStatus(total, queued, running, done, failed, dead, cancelled, len(keys))
+        submitted = is_submitted(store, self.id)
+        now = time.time()
+        reports = [r for r in read_reports(store, self.id) if r.fresh(now)]
+        running = sum(r.running for r in reports)
+        incomplete = self._incomplete(plan, submitted, now)
+        if exact or not running:
+            c = count(store, plan, list_results(store, self.id), dead, submitted=submitted)
+            running = min(running, c.missing)
+            waiting = 0 if cancelled else c.missing - running
+            return JobStatus(
+                self.tasks,
+                waiting,
+                running,
+                c.done,
+                c.failed,
+                c.dead,
+                cancelled,
+                len(reports),
+                dropped=c.missing - running - waiting,
+                settled=c.settled,
+                incomplete=incomplete,
+            )
+        # Estimates, bounded so that they always add up to the job's tasks.
+        room = self.tasks - sum(len(d.indices) for d in dead if not plan.is_retry(d.chunk))
+        dead_tasks = self.tasks - room
+        running = min(running, room)
+        done = min(sum(r.done for r in reports), room - running)
+        resent = sum(r.tasks for r in plan.rounds)
+        failed = min(max(0, sum(r.failed for r in reports) - resent), room - running - done)
+        left = room - running - done - failed
+        queued = 0 if cancelled else left
+        return JobStatus(
+            self.tasks,
+            queued,
+            running,
+            done,
+            failed,
+            dead_tasks,
+            cancelled,
+            len(reports),
+            dropped=left - queued,
+            incomplete=incomplete,
+        )
 
     def wait(
         self,
@@ -165,27 +212,33 @@ class Job:
         timeout: float | None = None,
         poll: float = 0.5,
     ) -> JobStatus:
-        """Block until every task is done, failed or dead, or the job is cancelled; return
+        """Block until every task has its final outcome, or the job is cancelled; return
         the status. After ``timeout`` seconds raise :class:`~cheerful.errors.WaitTimeout`
-        (the job goes on). ``progress``: True (a bar), False, or a callback."""
+        (the job goes on). A job whose submit was cut short raises
+        :class:`~cheerful.errors.JobError` (some tasks were never sent). When no worker takes
+        a task for a minute, a warning says how to start one. ``progress``: True (a bar),
+        False, or a callback."""
         from cheerful.progress import reporter
 
         deadline = None if timeout is None else time.monotonic() + timeout
+        quiet, last, pause, exact_at = _Quiet(self), None, poll, 0.0
         with reporter(progress, self.tasks, f"job {self.id}") as report:
-            for polls in itertools.count():
-                status = self.status()
-                if status.cancelled:
-                    return status
-                if (status.finished or polls % SETTLE_EVERY == 0) and self._settled():
-                    status = _settled_status(status)
-                    _advance(report, status)
-                    return status
+            while True:
+                exact = time.monotonic() >= exact_at or last is None or last.finished
+                exact_at = time.monotonic() + EXACT_EVERY_S if exact else exact_at
+                status = self.status(exact=exact)
                 _advance(report, status)
+                if status.settled or (status.cancelled and not status.running):
+                    return status
+                if status.incomplete:
+                    raise JobError(f"job {self.id}: {status.incomplete}")
+                quiet.check(status)
+                pause = poll if status != last else min(LONGEST_POLL_S, pause * 1.5)
+                last = status
                 left = math.inf if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     raise WaitTimeout(f"job {self.id} is not finished after {timeout} s: {status}")
-                time.sleep(min(poll, left))
-        raise AssertionError("not reached")  # pragma: no cover
+                time.sleep(min(pause, left))
 
     def results(
         self, errors: Errors = "raise", *, wait: bool = True, timeout: float | None = None
@@ -233,38 +286,35 @@ class Job:
 
     # Acting.
 
-    def retry_failed(self) -> int:
+    def retry_failed(
+        self,
+        fn: Callable | None = None,
+        *,
+        script: str | os.PathLike[str] | None = None,
+        command: str | Sequence[str] | None = None,
+    ) -> int:
         """Send the failed and the dead tasks again; return how many tasks were sent.
 
-        Failed tasks go as new chunks numbered after the last one (in the job's queue
-        group, as at submit); dead chunks go back to the queue as they were, in their
-        group. Their newest outcome then replaces the old one.
+        Safe to repeat and to run while workers run: a task already sent again and still
+        waiting for its outcome is not sent twice. Failed tasks go as new chunks numbered
+        after the last one; dead chunks go back to the queue as they were; a retry that
+        was cut short is finished. Their newest outcome then replaces the old one, and
+        attempts are numbered on from the earlier ones (whose logs stay). ``fn`` (a
+        function job), ``script`` (a script job) or ``command`` (a command job) replaces
+        the job's code for the tasks sent now: fixed code for the failures.
         """
-        view = self._view()
-        if view.cancelled:
-            raise JobError(f"job {self.id} is cancelled; submit it again instead")
-        failed = [i for i, s in enumerate(view.state) if s == FAILED]
-        dead = dead_chunks(self.backend, self.id)
-        if not failed and not dead:
-            return 0
-        size, first = int(self.manifest["chunk_size"]), self._next_chunk()
-        spans = [failed[start : start + size] for start in range(0, len(failed), size)]
-        dead_tasks = sum(len(d.indices) for d in dead)
-        if spans:
-            self._claim(first)
-        entry = {"at": time.time(), "first_chunk": first, "chunks": len(spans)}
-        entry.update(failed=len(failed), dead=dead_tasks)
-        self.manifest.setdefault("resent", []).append(entry)
-        self.backend.store.put(layout.manifest(self.id), json_bytes(self.manifest))
-        if dead:
-            self.backend.queue.redrive_dead([d.message_id for d in dead], group=self.id)
-        inputs = InputReader(self.backend.store, self.id, size)
-        send_chunks(self.backend, self.id, enumerate(spans, start=first), inputs.items, "retrying")
-        return len(failed) + dead_tasks
+        self._refresh()
+        kind = str(self.manifest.get("kind", "function"))
+        code = replacement_code(kind, fn=fn, script=script, command=command)
+        return retry(self.backend, self.id, self.manifest, code).total
 
     def cancel(self) -> bool:
         """Mark the job cancelled: workers drop its remaining chunks; stored results stay.
-        Return False if it was cancelled already."""
+        Return False if it was cancelled already; a job that has finished cannot be
+        cancelled (:class:`~cheerful.errors.JobError`)."""
+        status = self.status(exact=True)
+        if status.settled:
+            raise JobError(f"job {self.id} has finished ({status}): nothing to cancel")
         return mark_cancelled(self.backend, self.id)
 
     def delete(self) -> int:
@@ -273,6 +323,17 @@ class Job:
         were deleted from the store."""
         self.backend.queue.delete_group(self.id)
         return self.backend.store.delete_prefix(layout.job_prefix(self.id))
+
+    def run_local(self, workers: int = 1, *, slots: int | None = None) -> LocalFleet:
+        """Start ``workers`` worker processes on this machine for this job and return them
+        (a :class:`~cheerful.durable.fleet.local.LocalFleet`; ``with job.run_local(2):``
+        stops them on leaving the block). They leave by themselves once the job is settled.
+        ``slots``: tasks each runs at once (default: the cores, shared out)."""
+        from .fleet.local import LocalFleet
+
+        if slots is None and isinstance(workers, int) and workers > 1:
+            slots = max(1, (os.cpu_count() or 1) // workers)
+        return LocalFleet(self.backend, workers, job=self.id, slots=slots).start()
 
     # Internals.
 
@@ -283,40 +344,41 @@ class Job:
             raise JobNotFound(f"job {self.id} is gone from {self.backend.url}") from None
         self.manifest = layout.readable_manifest(self.id, json.loads(data))
 
-    def _next_chunk(self) -> int:
-        ends = [e["first_chunk"] + e["chunks"] for e in self.manifest.get("resent", ())]
-        return max([int(self.manifest["chunks"]), *ends])
-
-    def _claim(self, chunk: int) -> None:
-        if not self.backend.store.put_if_absent(layout.input(self.id, chunk), b""):
-            raise JobError(f"job {self.id}: another retry is under way; try again later")
+    def _plan(self) -> ChunkPlan:
+        return read_plan(self.backend.store, self.id, self.manifest)
 
     def _view(self) -> JobView:
         self._refresh()
-        return read_view(self.backend, self.id, self.tasks)
+        return read_view(self.backend, self.id, self._plan())
 
-    def _settled(self) -> bool:
-        """Every chunk ever sent has a result or is dead (one listing of keys, no reads)."""
-        self._refresh()
-        keys = self.backend.store.list(layout.results_prefix(self.id))
-        covered = {layout.chunk_of_result_key(key) for key in keys}
-        covered.update(dead.chunk for dead in dead_chunks(self.backend, self.id))
-        return all(chunk in covered for chunk in range(self._next_chunk()))
+    def _incomplete(self, plan: ChunkPlan, submitted: bool, now: float) -> str:
+        """Why tasks were never sent (a submit or a retry cut short), or ""."""
+        if not submitted and sender_gone(self.manifest.get("submitter"), self.created, now):
+            return (
+                "its submit was cut short before every task was sent; the tasks sent run, "
+                "the others never will: submit the job again (and cancel this one)"
+            )
+        for r in plan.rounds:
+            if not r.sent and sender_gone(r.by, r.at, now):
+                return (
+                    f"its retry round {r.number} was cut short before every task was sent: "
+                    f"finish it with `cheerful retry {self.id}` (or job.retry_failed())"
+                )
+        return ""
 
     def _log_key(self, index: int) -> str:
         """The key of the last log of task ``index``: from its newest record, else the
         highest attempt stored (a task still running, or dead)."""
         self._refresh()
-        retry_chunks = range(int(self.manifest["chunks"]), self._next_chunk())
-        chunks = [index // int(self.manifest["chunk_size"]), *retry_chunks]
+        plan = self._plan()
+        chunks = [c for c in plan.numbers() if index in (plan.expected(c) or ())]
         key = None
-        for record in read_records(self.backend.store, self.id, chunks):
-            if index in record.result.indices:
-                key = record.logs.get(index, "")
+        for record in read_records(self.backend.store, self.id, chunks, plan):
+            key = record.logs.get(index, "")
         if key is not None:
             return key
-        attempts = range(1, int(self.manifest.get("retries", 0)) + 2)
-        present = [layout.log(self.id, index, a) for a in attempts]
+        tries = (int(self.manifest.get("retries", 0)) + 1) * len(chunks)
+        present = [layout.log(self.id, index, a) for a in range(1, tries + 1)]
         present = [k for k in present if self.backend.store.exists(k)]
         return present[-1] if present else ""
 
@@ -329,27 +391,35 @@ class Job:
         )
 
 
-def _settled_status(status: JobStatus) -> JobStatus:
-    """Every task has an outcome: what is not failed or dead is done (counters of a worker
-    killed between storing a result and counting it would say less)."""
-    done = status.total - status.failed - status.dead
-    return JobStatus(status.total, 0, 0, done, status.failed, status.dead, False, status.workers)
+class _Quiet:
+    """Says once, during a wait, that no worker has taken a task of the job for a while."""
+
+    def __init__(self, job: Job) -> None:
+        self.job, self.since, self.said = job, time.monotonic(), False
+        self.seen: tuple[int, int] | None = None
+
+    def check(self, status: JobStatus) -> None:
+        progress = (status.done + status.failed + status.dead, status.running)
+        if status.running or status.workers or progress != self.seen:
+            self.since, self.seen = time.monotonic(), progress
+            return
+        if not self.said and time.monotonic() - self.since >= NO_WORKER_S:
+            self.said = True
+            url = self.job.backend.url
+            where = "" if url.endswith("/.cheerful") else f" --backend '{url}'"
+            warnings.warn(
+                f"no worker has taken a task of job {self.job.id} for {NO_WORKER_S:.0f} s: "
+                f"start one with `cheerful worker --job {self.job.id}{where}`, or "
+                "job.run_local() from Python",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _advance(report, status: JobStatus) -> None:
     settled = status.done + status.failed + status.dead
     failed = status.failed + status.dead
     report.advance(max(0, settled - report.done), max(0, failed - report.failed))
-
-
-def _counters(store, key: str) -> dict[str, int]:
-    try:
-        data = json.loads(store.get(key))
-    except (ObjectNotFound, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _job_ids(backend: Backend) -> list[str]:

@@ -6,7 +6,12 @@
     jobs/<job>/code.pkl                   the pickled function, once per job
     jobs/<job>/script                     or the script
     jobs/<job>/inputs/<ss>/<chunk>        a chunk's payload too big for a message
+    jobs/<job>/submitted                  written once every chunk message of the submit is sent
     jobs/<job>/results/<ss>/<chunk>       outcomes of a chunk's tasks, write-once
+    jobs/<job>/results/<ss>/<chunk>.failed-<n>  empty: the record's count of failed tasks
+    jobs/<job>/retries/<round>/round.json what one retry sent: chunks, tasks, attempts so far
+    jobs/<job>/retries/<round>/code.pkl   the code a retry runs, when it replaced the job's
+    jobs/<job>/retries/<round>/sent       written once every message of the retry is sent
     jobs/<job>/logs/<ss>/<task>.<attempt> stdout + stderr of one attempt of a task
     jobs/<job>/checkpoints/<ss>/<task>    the latest checkpoint a task saved
     jobs/<job>/status/<worker>.json       a worker's progress counters for the job
@@ -30,8 +35,12 @@ back in shard order, and :func:`by_number` puts keys back in numeric order. Job,
 trailing '/', as ``Store.list`` takes them. Every bad id, index or key raises
 :class:`~cheerful.errors.ConfigError`.
 
-``status/<worker>.json`` lets a job's progress be read in O(workers) gets rather than
-O(chunks): each worker rewrites its own counters.
+``status/<worker>.json`` lets a job's progress be estimated in O(workers) gets while it
+runs: each worker rewrites its own counters. The exact counts come from one listing of
+``results/``: next to each record (the authority, written first and once) its writer puts
+an empty *summary* whose key carries the record's number of failed tasks, so settling a
+job lists keys and reads no record, except the rare one whose writer died between the two
+writes (and the next delivery of that chunk writes the missing summary).
 """
 
 from __future__ import annotations
@@ -48,7 +57,16 @@ __all__ = [
     "ID_PATTERN",
     "INDEX_WIDTH",
     "by_number",
+    "ROUND_WIDTH",
+    "parse_results_key",
     "readable_manifest",
+    "round_code",
+    "round_of_key",
+    "round_sent",
+    "round_spec",
+    "rounds_prefix",
+    "submitted",
+    "summary",
     "cancelled",
     "checkpoint",
     "boot_log",
@@ -89,14 +107,19 @@ ATTEMPT_WIDTH = 3
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 """What a job, worker or node id looks like."""
 
-LAYOUT_VERSION = 2
-"""The version of this key scheme, recorded in each manifest as ``v`` (1: no shards)."""
+LAYOUT_VERSION = 3
+"""The version of this key scheme, recorded in each manifest as ``v`` (1: no shards; 2: no
+summaries, retries in the manifest)."""
+ROUND_WIDTH = 4
+"""Digits of a retry round number in a key."""
 
 _ID = re.compile(ID_PATTERN)
 _SHARD = r"([0-9a-f]{2})"
 _INDEX = rf"{_SHARD}/(\d{{{INDEX_WIDTH}}})"
 _JOB = rf"jobs/({ID_PATTERN})"
 _RESULT_KEY = re.compile(rf"{_JOB}/results/{_INDEX}")
+_SUMMARY_KEY = re.compile(rf"{_JOB}/results/{_INDEX}\.failed-(\d{{1,{INDEX_WIDTH + 1}}})")
+_ROUND_KEY = re.compile(rf"{_JOB}/retries/(\d{{{ROUND_WIDTH}}})/(round\.json|code\.pkl|sent)")
 _INPUT_KEY = re.compile(rf"{_JOB}/inputs/{_INDEX}")
 _LOG_KEY = re.compile(rf"{_JOB}/logs/{_INDEX}\.(\d{{{ATTEMPT_WIDTH}}})")
 _CHECKPOINT_KEY = re.compile(rf"{_JOB}/checkpoints/{_INDEX}")
@@ -159,6 +182,39 @@ def results_prefix(job: str) -> str:
 def result(job: str, chunk: int) -> str:
     """The key of the outcomes of chunk ``chunk`` (write-once)."""
     return f"{results_prefix(job)}/{_index(chunk, 'chunk')}"
+
+
+def summary(job: str, chunk: int, failed: int) -> str:
+    """The key of the empty summary of chunk ``chunk``'s record: ``failed`` of its tasks
+    failed (written after the record, by whoever wrote or read it)."""
+    if isinstance(failed, bool) or not isinstance(failed, int) or failed < 0:
+        raise ConfigError(f"a failed count must be an int >= 0, not {failed!r}")
+    return f"{results_prefix(job)}/{_index(chunk, 'chunk')}.failed-{failed}"
+
+
+def submitted(job: str) -> str:
+    """The key written once every chunk message of the job's submit is sent."""
+    return f"{job_prefix(job)}/submitted"
+
+
+def rounds_prefix(job: str) -> str:
+    """The prefix of the job's retry rounds."""
+    return f"{job_prefix(job)}/retries"
+
+
+def round_spec(job: str, number: int) -> str:
+    """The key of retry round ``number``'s spec (claimed write-once: one retry per round)."""
+    return f"{rounds_prefix(job)}/{_padded(number, ROUND_WIDTH, 'round number')}/round.json"
+
+
+def round_code(job: str, number: int) -> str:
+    """The key of the code retry round ``number`` runs, when it replaced the job's."""
+    return f"{rounds_prefix(job)}/{_padded(number, ROUND_WIDTH, 'round number')}/code.pkl"
+
+
+def round_sent(job: str, number: int) -> str:
+    """The key written once every message of retry round ``number`` is sent."""
+    return f"{rounds_prefix(job)}/{_padded(number, ROUND_WIDTH, 'round number')}/sent"
 
 
 def logs_prefix(job: str) -> str:
@@ -231,6 +287,21 @@ def launch(launch_id: str) -> str:
 def chunk_of_result_key(key: str) -> int:
     """The chunk number in a result key."""
     return _number(_parse(_RESULT_KEY, key, "result"), key, "result")
+
+
+def parse_results_key(key: str) -> tuple[int, int | None]:
+    """``(chunk, None)`` for a record's key, ``(chunk, failed)`` for a summary's."""
+    match = _SUMMARY_KEY.fullmatch(key) if isinstance(key, str) else None
+    if match is not None:
+        return _number(match.groups(), key, "summary"), int(match[4])
+    return chunk_of_result_key(key), None
+
+
+def round_of_key(key: str) -> tuple[int, str]:
+    """The round number and the file name (``round.json``, ``code.pkl``, ``sent``) of a
+    key under :func:`rounds_prefix`."""
+    groups = _parse(_ROUND_KEY, key, "retry round")
+    return int(groups[1]), groups[2]
 
 
 def chunk_of_input_key(key: str) -> int:

@@ -25,6 +25,8 @@ from cheerful.task import ChunkResult
 __all__ = ["SCHEMA", "ChunkMessage", "ChunkRecord", "MalformedMessage"]
 
 SCHEMA = 1
+MAX_NUMBER = 10**8
+"""Task and chunk numbers are below this (the store layout's 8 digits)."""
 
 
 class MalformedMessage(CheerfulError):
@@ -36,12 +38,14 @@ class ChunkMessage:
     """One chunk of a job to run: task ``indices``, with ``inputs`` inline or ``spill``.
 
     ``inputs`` is the cloudpickled list of the chunk's items (one per index). ``spill``
-    is the store key holding those bytes when they were too big for a message.
+    is the store key holding those bytes when they were too big for a message. Consecutive
+    indices decode as a ``range`` (a message cannot make a worker build a huge tuple); a
+    worker checks them against the job's chunk plan before anything runs.
     """
 
     job: str
     chunk: int
-    indices: tuple[int, ...]
+    indices: Sequence[int]
     inputs: bytes | None = None
     spill: str | None = None
 
@@ -64,9 +68,12 @@ class ChunkMessage:
             raise MalformedMessage(f"not JSON: {exc}") from exc
         if not isinstance(data, dict) or data.get("v") != SCHEMA:
             raise MalformedMessage(f"not a cheerful chunk message of schema {SCHEMA}")
+        chunk = _field(data, "chunk", int)
+        if not 0 <= chunk < MAX_NUMBER:
+            raise MalformedMessage(f"field 'chunk' out of range: {chunk}")
         return cls(
             job=_field(data, "job", str),
-            chunk=_field(data, "chunk", int),
+            chunk=chunk,
             indices=_decode_indices(data),
             inputs=_decode_inputs(data),
             spill=data.get("spill") if isinstance(data.get("spill"), str) else None,
@@ -82,21 +89,27 @@ def _field(data: dict, name: str, kind: type) -> Any:
 
 def _encode_indices(indices: Sequence[int]) -> dict[str, Any]:
     start, count = indices[0], len(indices)
+    if isinstance(indices, range) and indices.step == 1:
+        return {"start": start, "count": count}
     if list(indices) == list(range(start, start + count)):
         return {"start": start, "count": count}
     return {"indices": list(indices)}
 
 
-def _decode_indices(data: dict) -> tuple[int, ...]:
+def _decode_indices(data: dict) -> Sequence[int]:
     if "indices" in data:
         raw = data["indices"]
-        if not isinstance(raw, list) or not raw or not all(isinstance(i, int) for i in raw):
-            raise MalformedMessage("field 'indices' is not a non-empty list of integers")
+        if not isinstance(raw, list) or not raw or not all(_is_index(i) for i in raw):
+            raise MalformedMessage("field 'indices' is not a non-empty list of task numbers")
         return tuple(raw)
     start, count = _field(data, "start", int), _field(data, "count", int)
-    if start < 0 or count < 1:
+    if not 0 <= start < MAX_NUMBER or not 0 < count <= MAX_NUMBER - start:
         raise MalformedMessage("fields 'start'/'count' out of range")
-    return tuple(range(start, start + count))
+    return range(start, start + count)
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_NUMBER
 
 
 def _decode_inputs(data: dict) -> bytes | None:

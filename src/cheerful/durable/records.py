@@ -13,13 +13,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cheerful.errors import JobError, JobFailed, ObjectNotFound, WorkerCrashed
+from cheerful.errors import ConfigError, JobError, JobFailed, ObjectNotFound, WorkerCrashed
 from cheerful.serialize import loads, rebuild_exception
 from cheerful.task import ErrorInfo
 
 from . import layout
 from .backends import Backend
-from .messages import ChunkMessage, ChunkRecord
+from .messages import ChunkMessage, ChunkRecord, MalformedMessage
+from .queues.base import Queue
+from .rounds import ChunkPlan
 from .stores.base import Store
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "dead_text",
     "job_failed",
     "read_records",
+    "record_keys",
     "read_view",
 ]
 
@@ -153,12 +156,25 @@ def job_failed(job_id: str, total: int, view: JobView, failed: list[int]) -> Job
     return err
 
 
+def record_keys(store: Store, job_id: str) -> list[str]:
+    """The keys of the job's stored records, in chunk order (summaries left out)."""
+    keys = []
+    for key in store.list(layout.results_prefix(job_id)):
+        try:
+            if layout.parse_results_key(key)[1] is None:
+                keys.append(key)
+        except ConfigError:  # not a key of this layout: nobody's record
+            continue
+    return layout.by_number(keys)
+
+
 def read_records(
-    store: Store, job_id: str, chunks: Iterable[int] | None = None
+    store: Store, job_id: str, chunks: Iterable[int] | None = None, plan: ChunkPlan | None = None
 ) -> Iterator[ChunkRecord]:
-    """The stored records of ``chunks`` (every stored one by default, in chunk order)."""
+    """The stored records of ``chunks`` (every stored one by default, in chunk order);
+    with a ``plan``, only those whose chunk and tasks are the job's."""
     if chunks is None:
-        keys: Iterable[str] = layout.by_number(store.list(layout.results_prefix(job_id)))
+        keys: Iterable[str] = record_keys(store, job_id)
     else:
         keys = [layout.result(job_id, chunk) for chunk in chunks]
     for key in keys:
@@ -167,22 +183,39 @@ def read_records(
         except ObjectNotFound:
             continue
         try:
-            yield loads(data)
+            record = loads(data)
         except Exception as exc:
             raise JobError(f"job {job_id}: {key} cannot be read here: {exc!r}") from exc
+        if plan is None or _fits(record, plan, layout.parse_results_key(key)[0]):
+            yield record
 
 
-def dead_chunks(backend: Backend, job_id: str) -> list[DeadChunk]:
-    """The job's dead-lettered chunks that have no stored result."""
+def _fits(record: Any, plan: ChunkPlan, chunk: int) -> bool:
+    """True if ``record`` is the record of ``chunk`` in ``plan``: its own chunk, its tasks."""
+    return (
+        isinstance(record, ChunkRecord)
+        and record.chunk == chunk
+        and record.job == plan.job
+        and plan.matches(chunk, tuple(record.result.indices))
+    )
+
+
+def dead_chunks(queue: Queue, store: Store, job_id: str, plan: ChunkPlan) -> list[DeadChunk]:
+    """The job's dead-lettered chunks that have no stored result (a dead letter whose chunk
+    or tasks are not the job's is not counted: it never held any of the job's tasks)."""
     found = []
-    for letter in backend.queue.dead_letters(DEAD_LETTERS_READ, group=job_id):
+    seen: set[int] = set()
+    for letter in queue.dead_letters(DEAD_LETTERS_READ, group=job_id):
         try:
             message = ChunkMessage.decode(letter.body)
-        except Exception:  # not a chunk message: not ours to judge
+        except MalformedMessage:  # not a chunk message: not ours to judge
             continue
-        if message.job != job_id:
+        if message.job != job_id or not plan.matches(message.chunk, message.indices):
             continue
-        if not backend.store.exists(layout.result(job_id, message.chunk)):
+        if message.chunk in seen:  # sent twice and dead twice: one chunk
+            continue
+        seen.add(message.chunk)
+        if not store.exists(layout.result(job_id, message.chunk)):
             found.append(
                 DeadChunk(
                     message.chunk, letter.id, message.indices, letter.reason, letter.receive_count
@@ -191,12 +224,12 @@ def dead_chunks(backend: Backend, job_id: str) -> list[DeadChunk]:
     return found
 
 
-def read_view(backend: Backend, job_id: str, tasks: int) -> JobView:
+def read_view(backend: Backend, job_id: str, plan: ChunkPlan) -> JobView:
     """Every task's outcome, from every record and dead letter of the job (one full read)."""
-    view = JobView([None] * tasks, bytearray(tasks))
-    for record in read_records(backend.store, job_id):  # ascending: the newest record wins
+    view = JobView([None] * plan.tasks, bytearray(plan.tasks))
+    for record in read_records(backend.store, job_id, plan=plan):  # ascending: newest wins
         view.apply(record)
-    for dead in dead_chunks(backend, job_id):
+    for dead in dead_chunks(backend.queue, backend.store, job_id, plan):
         view.dead.update((i, dead) for i in dead.indices if view.state[i] == MISSING)
     view.cancelled = backend.store.exists(layout.cancelled(job_id))
     return view

@@ -45,38 +45,48 @@ def send_chunks(
     chunks: Iterable[tuple[int, Sequence[int]]],
     items_of: Callable[[Sequence[int]], Sequence[Any]],
     doing: str,
-) -> None:
+    *,
+    again: str | None = None,
+) -> int:
     """Send each ``(chunk, indices)``'s message with its inputs (``items_of(indices)``)
     inline when they fit, else stored at ``inputs/<chunk>`` and named, in the queue group named
-    after the job (a worker serving one job receives from that group only). On any failure
-    the job is cancelled (workers drop what was sent) and
-    :class:`~cheerful.errors.JobError` says so."""
+    after the job (a worker serving one job receives from that group only); return how
+    many were sent. On a failure :class:`~cheerful.errors.JobError` says how many went out
+    and, with ``again``, what to run to finish; without it (a submit), the job is cancelled
+    first (workers drop what was sent) and must be submitted again."""
     queue, sent, bodies = backend.queue, 0, []
     try:
         for chunk, indices in chunks:
-            bodies.append(_message(backend, job_id, chunk, tuple(indices), items_of(indices)))
+            bodies.append(_message(backend, job_id, chunk, indices, items_of(indices)))
             if len(bodies) >= SEND_BATCH:
                 sent += len(queue.send(bodies, group=job_id))
                 bodies = []
         if bodies:
-            queue.send(bodies, group=job_id)
+            sent += len(queue.send(bodies, group=job_id))
     except BaseException as exc:
-        mark_cancelled(backend, job_id)
+        if again is None:
+            mark_cancelled(backend, job_id)
         if not isinstance(exc, Exception):
             raise
+        advice = again or "the job is cancelled, submit it again"
         raise JobError(
             f"{doing} job {job_id} failed after {sent} chunk message(s) were sent: {exc}; "
-            "the job is cancelled, submit it again"
+            f"{advice}"
         ) from exc
+    return sent
 
 
 def _message(
-    backend: Backend, job_id: str, chunk: int, indices: tuple[int, ...], items: Sequence[Any]
+    backend: Backend, job_id: str, chunk: int, indices: Sequence[int], items: Sequence[Any]
 ) -> bytes:
     payload = dumps(list(items))
-    body = ChunkMessage(job_id, chunk, indices, inputs=payload).encode()
-    if len(body) > backend.queue.max_message_bytes:
-        key = layout.input(job_id, chunk)
-        backend.store.put(key, payload)
-        body = ChunkMessage(job_id, chunk, indices, spill=key).encode()
-    return body
+    limit = backend.queue.max_message_bytes
+    # base64 makes 4 bytes of 3: a payload that cannot fit is spilled before it is encoded
+    # (a 500 MB input would otherwise be held three times more, as base64 and as JSON).
+    if 4 * -(-len(payload) // 3) < limit:
+        body = ChunkMessage(job_id, chunk, indices, inputs=payload).encode()
+        if len(body) <= limit:
+            return body
+    key = layout.input(job_id, chunk)
+    backend.store.put(key, payload)
+    return ChunkMessage(job_id, chunk, indices, spill=key).encode()

@@ -5,7 +5,10 @@ picklable callable (the function, a :class:`~cheerful.durable.modes.ScriptTask` 
 :class:`~cheerful.durable.modes.CommandTask`) stored once at ``code.pkl``, one item per task. Every
 check (the function and every item pickle, envs, options) happens before anything is
 stored or sent. The manifest (``manifest.json``) is written before the first message, so a
-worker never meets a message of an unknown job. See ``docs/durable.md``.
+worker never meets a message of an unknown job, and ``submitted`` after the last one, so
+a submit cut short (its process killed mid-send) is known: ``Job.status()`` says the job
+is incomplete and ``Job.wait()`` raises instead of waiting for tasks that never went out.
+See ``docs/durable.md``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from cheerful.task import as_items
 
 from . import layout
 from .backends import Backend, open_backend
+from .code import command_task, script_task
 from .envs import check_envs
 from .job import BackendLike, Job
-from .modes import CommandTask, ScriptTask
 from .sending import json_bytes, send_chunks
 
 __all__ = ["auto_chunk_size", "submit", "submit_command", "submit_script"]
@@ -122,14 +125,9 @@ def submit_script(
     script's top-level ``result`` (None if it sets none).
     """
     options = _Options(backend, chunk_size, seed, retries, timeout, name)
-    source = _read_script(path)
-    task = ScriptTask(source, os.fspath(Path(path).resolve()))
-    try:
-        task.compiled()
-    except SyntaxError as exc:
-        raise ConfigError(f"{path} line {exc.lineno}: {exc.msg}") from exc
+    task = script_task(path)
     envs = check_envs(envs, "script")
-    return _submit(task, envs, "script", Path(path).name, options, script=source)
+    return _submit(task, envs, "script", Path(path).name, options, script=task.source)
 
 
 def submit_command(
@@ -150,24 +148,9 @@ def submit_command(
     task with :class:`cheerful.CommandFailed`, whose message ends with the stderr's tail.
     """
     options = _Options(backend, chunk_size, seed, retries, timeout, name)
-    task = CommandTask(_check_command(cmd))
+    task = command_task(cmd)
     envs = check_envs(envs, "command")
     return _submit(task, envs, "command", task.display, options)
-
-
-def _read_script(path: str | os.PathLike[str]) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, TypeError) as exc:
-        raise ConfigError(f"script {path!r} cannot be read: {exc}") from exc
-
-
-def _check_command(cmd: Any) -> str | list[str]:
-    if isinstance(cmd, str) and cmd.strip():
-        return cmd
-    if isinstance(cmd, (list, tuple)) and cmd and all(isinstance(a, str) for a in cmd):
-        return list(cmd)
-    raise ConfigError(f"cmd must be a shell line or a non-empty list of strings, not {cmd!r}")
 
 
 def auto_chunk_size(tasks: int, *, remote: bool = False) -> int:
@@ -201,6 +184,7 @@ def _submit(fn, items: list, kind: str, label: str, options: _Options, script=No
     send_chunks(
         backend, job_id, enumerate(spans), lambda span: items[span.start : span.stop], "submitting"
     )
+    store.put(layout.submitted(job_id), json_bytes({"at": time.time(), "chunks": len(spans)}))
     return job
 
 
@@ -240,7 +224,7 @@ def _manifest(job_id, kind, label, tasks, size, options: _Options, url: str) -> 
         },
         "backend": url,
         "code": layout.code(job_id),
-        "resent": [],
+        "submitter": {"host": platform.node(), "pid": os.getpid()},
     }
 
 

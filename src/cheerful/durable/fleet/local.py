@@ -3,7 +3,9 @@
 Each worker is a ``python -m cheerful worker ...`` process in a session of its own, so a
 Ctrl-C in the terminal reaches only the caller, which then stops the workers through
 :meth:`LocalFleet.stop` (SIGTERM: running chunks get the grace period; then SIGKILL). A
-worker left behind by a caller that died goes on with the job and leaves by itself after
+forced stop (:meth:`LocalFleet.stop` with ``force``, or :meth:`LocalFleet.hurry` during a
+stop) gives each worker a second signal, on which it releases its running chunks at once.
+A worker left behind by a caller that died goes on with the job and leaves by itself after
 its ``idle_exit``.
 """
 
@@ -25,6 +27,8 @@ __all__ = ["LocalFleet", "worker_command"]
 
 DEFAULT_GRACE_S = 30.0
 """The worker's own default grace period (``cheerful worker --grace``)."""
+FORCED_STOP_S = 10.0
+"""How long a forced stop waits for the workers to release their chunks before SIGKILL."""
 
 
 def worker_command(
@@ -132,21 +136,54 @@ class LocalFleet:
                 break
         return [p.poll() for p in self.processes]
 
-    def stop(self, timeout: float | None = None) -> list[int | None]:
+    def stop(self, timeout: float | None = None, *, force: bool = False) -> list[int | None]:
         """SIGTERM every worker; SIGKILL those still running after ``timeout`` seconds
-        (default: their grace period plus 5 s). Return their exit codes."""
+        (default: their grace period plus 5 s). Return their exit codes.
+
+        ``force``: do not let running chunks finish: each worker gets a second stop signal
+        at once (it then releases its chunks to the queue and leaves) and ``timeout``
+        defaults to :data:`FORCED_STOP_S`. A KeyboardInterrupt while waiting (a second
+        Ctrl-C) forces the stop the same way before it goes on. No worker outlives this
+        call, however it ends.
+        """
         if timeout is None:
-            timeout = (DEFAULT_GRACE_S if self.grace is None else self.grace) + 5.0
+            grace = DEFAULT_GRACE_S if self.grace is None else self.grace
+            timeout = FORCED_STOP_S if force else grace + 5.0
+        try:
+            for process in self.alive():
+                _signal(process, signal.SIGTERM)
+            if force:
+                self.hurry()
+            try:
+                self.wait(timeout)
+            except KeyboardInterrupt:
+                self.hurry()
+                self.wait(FORCED_STOP_S)
+                raise
+        finally:
+            self.kill()
+            for output in self._outputs:
+                output.close()
+            self._outputs.clear()
+        return [p.poll() for p in self.processes]
+
+    def hurry(self) -> None:
+        """Give every worker still running a second stop signal: it releases its running
+        chunks to the queue at once and leaves (call it after a first stop signal, as
+        :meth:`stop` does). The second signal is SIGINT, not another SIGTERM: two equal
+        signals sent close together may arrive as one."""
         for process in self.alive():
-            _signal(process, signal.SIGTERM)
-        codes = self.wait(timeout)
+            _signal(process, signal.SIGINT)
+
+    def kill(self, *, wait: bool = True) -> None:
+        """SIGKILL every worker still running and wait for it (no chunk is released: the
+        queue hands them out again when their visibility runs out). ``wait=False`` only
+        sends the signal: safe in a signal handler, which may run while this thread waits
+        for a worker (and holds the lock that ``Popen.wait`` takes)."""
         for process in self.alive():
             _signal(process, signal.SIGKILL)
-            process.wait()
-        for output in self._outputs:
-            output.close()
-        self._outputs.clear()
-        return codes if None not in codes else [p.poll() for p in self.processes]
+            if wait:
+                process.wait()
 
     def _output(self, number: int) -> IO[bytes] | None:
         if self.log_dir is None:

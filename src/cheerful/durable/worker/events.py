@@ -13,6 +13,7 @@ from ..messages import ChunkMessage
 
 __all__ = [
     "Action",
+    "CheckIdle",
     "Config",
     "DeadLetter",
     "Delete",
@@ -38,6 +39,8 @@ class Config:
     idle_exit: float | None = None
     job: str | None = None
     prefetch: int = 0
+    store_timeout: float | None = 300.0
+    """Leave when the store has failed for this long (None: never)."""
 
     @property
     def heartbeat(self) -> float:
@@ -61,10 +64,12 @@ class JobSpec:
 class Delivery:
     """A received message with the facts the loop looked up for it.
 
-    ``message`` is None when the body did not decode (``problem`` says why); ``job`` is
-    None when the job has no manifest (``problem`` may say more). ``recorded``: the
-    chunk's result is already stored. ``inputs``: the chunk's pickled inputs (inline or
-    read from the spill key).
+    ``message`` is None when the body did not decode or is not one of its job's chunks
+    (``problem`` says why); ``job`` is None when the job has no manifest (``problem`` may
+    say more). ``recorded``: the chunk's result is already stored. ``inputs``: the chunk's
+    pickled inputs (inline or read from the spill key). A retry's chunk carries the attempt
+    number each task starts at (``first_attempts``; else every task starts at 1) and, when
+    the retry replaced the job's code, the store key of the code to run (``code``).
     """
 
     receipt: str
@@ -74,6 +79,8 @@ class Delivery:
     cancelled: bool = False
     recorded: bool = False
     inputs: bytes = b""
+    first_attempts: tuple[int, ...] | None = None
+    code: str | None = None
 
 
 # --- actions ----------------------------------------------------------------------------
@@ -91,6 +98,7 @@ class Run:
     inputs: bytes
     indices: tuple[int, ...]
     attempts: tuple[int, ...]
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,20 +161,26 @@ class Record:
 
 
 @dataclass(frozen=True)
+class CheckIdle:
+    """The worker has had nothing to do for its idle time: before it leaves, the loop asks
+    the queue whether messages of the jobs it serves are still out (held by workers that
+    may die, so they may come back), and tells :meth:`WorkerState.idle_checked`."""
+
+
+@dataclass(frozen=True)
 class Exit:
-    """Leave: nothing is held any more. ``reason`` is "idle", "stopped", "grace expired",
-    "spot interruption" or "rebalance"."""
+    """Leave: nothing is held any more. ``reason`` is "idle", "job settled", "stopped",
+    "grace expired", "spot interruption", "rebalance" or "store failing"."""
 
     reason: str
 
 
-Action = Run | Extend | Release | Delete | DeadLetter | Kill | Record | Exit
+Action = Run | Extend | Release | Delete | DeadLetter | Kill | Record | CheckIdle | Exit
 
 
 @dataclass(frozen=True)
 class WorkerSummary:
-    """What a worker did before it left: ``reason`` is "idle", "stopped", "grace expired",
-    "spot interruption" or "rebalance"."""
+    """What a worker did before it left: ``reason`` is as :class:`Exit`'s."""
 
     worker: str
     reason: str

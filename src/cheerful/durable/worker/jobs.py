@@ -1,11 +1,12 @@
-"""What a worker keeps about the jobs it serves: their specs and code, read once each, and
-its own progress counters per job, written to ``jobs/<job>/status/<worker>.json``.
+"""What a worker keeps about the jobs it serves: their specs, chunk plans and code, read
+once each, and its own progress counters per job, written to
+``jobs/<job>/status/<worker>.json``.
 
 The counters are rewritten at most every :data:`STATUS_EVERY_S` (a replaced file costs a
 data flush on most file systems, a request on S3), before the message of the chunk that made
-them due is deleted, and once more when the worker leaves. A worker killed in between
-under-counts by what it did since its last write; the records under ``results/`` are the
-truth (``Job.wait`` confirms from them).
+them due is deleted, at least every :data:`STATUS_REFRESH_S` while the worker serves the
+job (their ``updated`` time tells readers the worker is alive), and once more when the
+worker leaves. They are estimates: the records under ``results/`` are the truth.
 """
 
 from __future__ import annotations
@@ -21,26 +22,42 @@ from cheerful.errors import ConfigError, ObjectNotFound
 from cheerful.task import ChunkResult
 
 from .. import layout
+from ..counts import REPORT_REFRESH_S
+from ..rounds import ChunkPlan, read_plan
 from .events import JobSpec
 
-__all__ = ["CANCEL_CHECK_S", "STATUS_EVERY_S", "Counters", "JobCache", "job_spec"]
+__all__ = [
+    "CANCEL_CHECK_S",
+    "STATUS_EVERY_S",
+    "STATUS_REFRESH_S",
+    "Counters",
+    "JobCache",
+    "job_spec",
+]
 
 CANCEL_CHECK_S = 2.0
 """How long a job's "not cancelled" answer is trusted before the store is asked again."""
 STATUS_EVERY_S = 0.5
+"""Shortest time between two writes of a job's counters."""
 REMOTE_STATUS_EVERY_S = 5.0
 """The same on a store where every write is a paid request (S3): at most 720 a worker-hour."""
-"""Shortest time between two writes of a job's counters."""
+STATUS_REFRESH_S = REPORT_REFRESH_S
+"""Longest time between two writes of a job's counters while tasks of it run here: a reader
+takes counters older than :data:`~cheerful.durable.counts.REPORT_FRESH_S` for a gone
+worker's."""
 JOBS_CACHED = 32
 _NAMES = ("chunks", "done", "failed")
 
 
 class JobCache:
-    """Manifests and code of the jobs seen lately, read once each."""
+    """Manifests, chunk plans and code of the jobs seen lately, read once each."""
 
     def __init__(self, store) -> None:
         self.store = store
         self.known: OrderedDict[str, tuple[JobSpec, bytes]] = OrderedDict()
+        self.manifests: dict[str, dict] = {}
+        self.plans: dict[str, ChunkPlan] = {}
+        self.codes: dict[str, bytes] = {}
         self.checked_until: dict[str, float] = {}
         self.not_cancelled_until: dict[str, float] = {}
 
@@ -65,15 +82,42 @@ class JobCache:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return None, f"its manifest cannot be read: {exc!r}"
         self.known[job] = (spec, code)
+        self.manifests[job] = manifest
         self.checked_until[job] = now + CANCEL_CHECK_S
         while len(self.known) > JOBS_CACHED:
             gone, _ = self.known.popitem(last=False)
-            self.checked_until.pop(gone, None)
+            for cache in (self.checked_until, self.manifests, self.plans):
+                cache.pop(gone, None)
         return spec, ""
 
-    def code(self, job: str) -> bytes:
-        """The pickled function of a job :meth:`spec` found."""
-        return self.known[job][1]
+    def code(self, job: str, key: str | None = None) -> bytes:
+        """The pickled function of a job :meth:`spec` found, or the code stored at ``key``
+        (a retry's fixed code)."""
+        if key is None or key == layout.code(job):
+            return self.known[job][1]
+        if key not in self.codes:
+            if not key.startswith(layout.rounds_prefix(job) + "/"):
+                raise ConfigError(f"code key {key!r} is not one of job {job}'s")
+            if len(self.codes) >= JOBS_CACHED:
+                self.codes.clear()
+            self.codes[key] = self.store.get(key)
+        return self.codes[key]
+
+    def plan(self, job: str, chunk: int) -> ChunkPlan:
+        """The chunk plan of a job :meth:`spec` found. Its retry rounds are read (one
+        listing) only when a chunk beyond the plan known comes: a chunk of its submit needs
+        none of them."""
+        plan = self.plans.get(job)
+        if plan is None or chunk >= plan.end:
+            manifest = self.manifests[job]
+            if chunk < int(manifest["chunks"]):
+                plan = ChunkPlan(
+                    job, int(manifest["tasks"]), int(manifest["chunk_size"]), int(manifest["chunks"])
+                )
+            else:
+                plan = read_plan(self.store, job, manifest)
+            self.plans[job] = plan
+        return plan
 
     def cancelled(self, job: str, now: float) -> bool:
         """Whether ``jobs/<job>/cancelled`` exists (a "no" is trusted for a while)."""
@@ -107,7 +151,12 @@ class Counters:
         self.store, self.worker, self.every = store, worker, every
         self.jobs: dict[str, dict[str, int]] = {}
         self.written: dict[str, tuple[dict[str, int], int]] = {}
+        self.written_at: dict[str, float] = {}
         self.due = 0.0
+
+    def touch(self, job: str) -> None:
+        """Start counting ``job`` (its counters are written with the next flush)."""
+        self._of(job)
 
     def add(self, job: str, result: ChunkResult, wrote: bool) -> None:
         """Count a chunk's record (``wrote``: this worker stored it, not a duplicate)."""
@@ -119,15 +168,19 @@ class Counters:
             counts["failed"] += failed
 
     def flush(self, now: float, running: Callable[[str], int], *, force: bool = False) -> None:
-        """Write the counters that changed, if the last write is old enough (or ``force``)."""
+        """Write the counters that changed, if the last write is old enough (or ``force``);
+        those of a job with tasks running are written again every :data:`STATUS_REFRESH_S`
+        even if unchanged (readers trust a running count only while it is fresh)."""
         if now < self.due and not force:
             return
         self.due = now + self.every
         for job, counts in self.jobs.items():
             state = (dict(counts), running(job))
-            if force or self.written.get(job) != state:
+            stale = state[1] > 0 and now - self.written_at.get(job, 0.0) >= STATUS_REFRESH_S
+            if force or stale or self.written.get(job) != state:
                 self._write(job, *state)
                 self.written[job] = state
+                self.written_at[job] = now
 
     def totals(self) -> dict[str, int]:
         """The counts summed over every job."""

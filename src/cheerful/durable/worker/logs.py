@@ -8,7 +8,7 @@ traceback (or the reason its process died). Tasks that succeeded silently cost n
 
 from __future__ import annotations
 
-import sys
+import time
 from pathlib import Path
 
 from cheerful.errors import BackendError
@@ -17,6 +17,7 @@ from cheerful.task import ChunkResult
 from .. import layout
 from .events import Run
 from .slots import LoggedResult, log_path
+from .storing import StoreTrouble
 
 __all__ = ["TaskLogs"]
 
@@ -26,8 +27,9 @@ _LAST_ATTEMPT = 10**layout.ATTEMPT_WIDTH - 1
 class TaskLogs:
     """Stores the logs of the runs of one worker, whose slots write under ``log_dir``."""
 
-    def __init__(self, store, log_dir: str) -> None:
+    def __init__(self, store, log_dir: str, trouble: StoreTrouble | None = None) -> None:
         self.store, self.log_dir = store, log_dir
+        self.trouble = trouble or StoreTrouble(None)
 
     def done(self, run: Run, result: ChunkResult) -> dict[int, str]:
         """Store the logs of a finished run; return the key of each one stored."""
@@ -65,10 +67,9 @@ class TaskLogs:
         try:
             self.store.put(key, text)
         except BackendError as exc:
-            print(
-                f"cheerful worker: storing the log of task {index} failed: {exc}", file=sys.stderr
-            )
+            self.trouble.failed(time.monotonic(), f"storing the log of task {index}", exc)
             return ""
+        self.trouble.ok()
         return key
 
 

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import socket
 import threading
 import time
 
 from cheerful.errors import BackendError, ConfigError, ObjectNotFound, QueueError
 from cheerful.pool import Crashed, Done, Work
-from cheerful.serialize import dumps
 
 from .. import layout
-from ..messages import ChunkMessage, ChunkRecord, MalformedMessage
+from ..counts import settled
+from ..messages import ChunkMessage, MalformedMessage
 from ..queues.base import BATCH_SIZE, Message
 from .events import (
+    CheckIdle,
     Config,
     DeadLetter,
     Delete,
@@ -46,6 +46,7 @@ from .logs import TaskLogs
 from .slots import PackedChunk, SlotPool
 from .spot import SpotWatcher
 from .state import SPOT_INTERRUPTION, WorkerState
+from .storing import STORE_FAILING, ChunkWriter, StoreTrouble, warn
 
 __all__ = ["Loop", "warn"]
 
@@ -57,8 +58,6 @@ NODE_EVERY_S = 10.0
 """Seconds between two writes of the worker's heartbeat file ``nodes/<worker>.json``."""
 DELETE_BATCH_S = 1.0
 """On a remote queue, finished chunks' messages wait at most this long for a batch delete."""
-RECORD_RETRY_S = 1.0
-"""Pause before storing a record again after the store failed."""
 
 
 class Loop:
@@ -85,10 +84,12 @@ class Loop:
         self.counters = Counters(self.store, worker)
         self.deletes: list[str] = []
         self.deletes_due: float | None = None
-        self.logs = TaskLogs(self.store, log_dir)
-        self.unrecorded: list[tuple[float, Record]] = []
+        self.trouble = StoreTrouble(config.store_timeout)
+        self.logs = TaskLogs(self.store, log_dir, self.trouble)
+        self.writer = ChunkWriter(self.store, worker, self.trouble)
         self.node_due = 0.0
         self.tally = dict.fromkeys(("duplicates", "dead_lettered", "released"), 0)
+        self.check_failed = False  # asking whether work is left failed once: said so
 
     def run(self) -> WorkerSummary:
         try:
@@ -118,12 +119,15 @@ class Loop:
         self._retry_records()
         self._flush_deletes(time.monotonic())
         self._beat()
+        if self.trouble.given_up(time.monotonic()) and not self.state.exited:
+            warn(f"the store has failed for over {self.config.store_timeout:g} s: leaving")
+            self._act(self.state.fail(time.monotonic(), STORE_FAILING))
 
     # Receiving.
 
     def _receive(self, now: float) -> None:
         want = self.state.wants(now)
-        if not want:
+        if not want or self.trouble.failing:  # no new work while results cannot be stored
             return
         if self.queue.remote and self._waiting() and want < self._refill_at:
             return  # chunks wait their turn here: receive later, several in one request
@@ -169,16 +173,26 @@ class Loop:
             return Delivery(m.receipt, message, spec, cancelled=True)
         if self.config.job not in (None, message.job):
             return Delivery(m.receipt, message, spec)
+        plan = self.jobs.plan(message.job, message.chunk)
+        if not plan.matches(message.chunk, message.indices):
+            what = "its tasks are not" if plan.expected(message.chunk) is not None else "it is not"
+            why = f"chunk {message.chunk}: {what} one of job {message.job}'s chunks"
+            return Delivery(m.receipt, None, problem=why)
         # A first delivery cannot have a result yet (a chunk number is sent once); only a
-        # redelivery pays a request to look.
+        # redelivery pays a request to look (and writes the summary its writer may not have).
         recorded = m.receive_count > 1 and self.store.exists(
             layout.result(message.job, message.chunk)
         )
+        if recorded:
+            self.writer.summarize(message.job, message.chunk)
         try:
             inputs = b"" if recorded else self._inputs(message)
         except (MalformedMessage, ConfigError) as exc:
             return Delivery(m.receipt, None, problem=str(exc))
-        return Delivery(m.receipt, message, spec, recorded=recorded, inputs=inputs)
+        first = plan.first_attempts(message.chunk)
+        code = plan.code(message.chunk)
+        return Delivery(m.receipt, message, spec, recorded=recorded, inputs=inputs,
+                        first_attempts=first, code=code)
 
     def _inputs(self, message: ChunkMessage) -> bytes:
         if message.spill is None:
@@ -218,6 +232,8 @@ class Loop:
             if action.leaving is not None:
                 self._keep_partial_log(action.work_id, action.leaving)
             self.pool.kill(action.work_id)
+        elif isinstance(action, CheckIdle):
+            self._check_idle()
 
     def _run(self, run: Run) -> None:
         where = {index: p for p, index in enumerate(run.message.indices)}
@@ -227,9 +243,35 @@ class Loop:
             run.inputs,
             len(run.message.indices),
             run.job.star,
+            run.job.id,
         )
-        code = self.jobs.code(run.job.id)
-        self.pool.send(Work(run.work_id, run.job.id, code, packed, run.job.seed))
+        code_key = run.code or layout.code(run.job.id)
+        code = self.jobs.code(run.job.id, code_key)
+        self.counters.touch(run.job.id)
+        self.pool.send(Work(run.work_id, code_key, code, packed, run.job.seed))
+
+    def _check_idle(self) -> None:
+        """Before leaving idle: are messages of the jobs served still out? Is the one job
+        served settled?"""
+        self._flush_deletes()  # this worker's own finished messages are not "out"
+        job = self.config.job
+        try:
+            counts = self.queue.counts(job)
+            pending = counts.visible + counts.in_flight > 0
+            done = job is not None and not pending and self._settled(job)
+        except BackendError as exc:  # cannot tell: as if nothing were left (a worker the
+            # queue keeps refusing must leave, so that its instance stops billing)
+            if not self.check_failed:
+                warn(f"cannot tell whether work is left (leaving when idle): {exc}")
+            self.check_failed = True
+            pending, done = False, False
+        self._act(self.state.idle_checked(time.monotonic(), pending=pending, settled=done))
+
+    def _settled(self, job: str) -> bool:
+        spec, _ = self.jobs.spec(job, time.monotonic())
+        if spec is None:
+            return False
+        return settled(self.queue, self.store, job, self.jobs.manifests[job])
 
     def _extend(self, action: Extend) -> None:
         try:
@@ -246,20 +288,18 @@ class Loop:
                 warn(f"cannot keep {len(stale)} message(s) hidden any longer: {why}")
             self.state.lost(stale)
 
-    def _record(self, record: Record) -> None:
-        """Logs are stored already; now the record, then the counters, then the delete."""
-        try:
-            wrote = self._store_record(record)
-        except BackendError as exc:
-            warn(f"storing the result of chunk {record.chunk} failed, trying again: {exc}")
-            self.unrecorded.append((time.monotonic() + RECORD_RETRY_S, record))
+    def _record(self, record: Record, pause: float | None = None) -> None:
+        """Logs are stored already; now the record and its summary, then the counters,
+        then the delete."""
+        wrote = self.writer.write(record) if pause is None else self.writer.write(record, pause)
+        if wrote is None:  # kept, to try again
             return
         self.tally["duplicates"] += not wrote
         self.counters.add(record.job.id, record.result, wrote)
         try:
             self.counters.flush(time.monotonic(), self._running)
         except BackendError as exc:  # the counters are written again later
-            warn(f"writing the counters failed: {exc}")
+            self.trouble.failed(time.monotonic(), "writing the counters", exc)
         try:
             self._delete_later(record.receipt)
         finally:
@@ -284,29 +324,10 @@ class Loop:
         except BackendError as exc:  # the messages come back; their records are stored
             warn(f"deleting {len(receipts)} finished message(s) failed: {exc}")
 
-    def _store_record(self, record: Record) -> bool:
-        if record.result.errors and record.inputs:
-            self.store.put(layout.input(record.job.id, record.chunk), record.inputs)
-        full = ChunkRecord(
-            record.job.id,
-            record.chunk,
-            record.result,
-            record.attempts,
-            record.logs,
-            self.worker,
-            time.time(),
-        )
-        return self.store.put_if_absent(layout.result(record.job.id, record.chunk), _pack(full))
-
     def _retry_records(self) -> None:
-        if not self.unrecorded:
-            return
-        now = time.monotonic()
-        due = [r for at, r in self.unrecorded if at <= now]
-        self.unrecorded = [(at, r) for at, r in self.unrecorded if at > now]
-        for record in due:
+        for record, pause in self.writer.due(time.monotonic()):
             if record.receipt in self.state.chunks:  # not given up meanwhile
-                self._record(record)
+                self._record(record, pause)
 
     def _running(self, job: str) -> int:
         return self.state.running_tasks(job)
@@ -367,7 +388,7 @@ class Loop:
         try:
             self.counters.flush(now, self._running)
         except BackendError as exc:
-            warn(f"writing the counters failed: {exc}")
+            self.trouble.failed(now, "writing the counters", exc)
         if now >= self.node_due:
             self.node_due = now + NODE_EVERY_S
             self._write_node("running")
@@ -388,7 +409,7 @@ class Loop:
         try:
             self.store.put(layout.node(self.worker), json.dumps(node).encode())
         except BackendError as exc:
-            warn(f"writing the heartbeat failed: {exc}")
+            self.trouble.failed(time.monotonic(), "writing the heartbeat", exc)
 
     def _leave(self) -> None:
         """Release whatever is still held; write the last counters and heartbeat."""
@@ -417,16 +438,3 @@ class Loop:
             **self.tally,
         )
 
-
-def _pack(record: ChunkRecord) -> bytes:
-    try:
-        return pickle.dumps(record, protocol=5)
-    except Exception:  # values that only cloudpickle can write
-        return dumps(record)
-
-
-def warn(message: str) -> None:
-    """Print a worker's warning on its standard error."""
-    import sys
-
-    print(f"cheerful worker: {message}", file=sys.stderr, flush=True)

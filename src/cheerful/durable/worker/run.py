@@ -38,6 +38,7 @@ def run_worker(
     node: str | None = None,
     stop_event: threading.Event | None = None,
     metadata_url: str | None = None,
+    store_timeout: float | None = 300.0,
 ) -> WorkerSummary:
     """Run chunks from ``backend``'s queue until stopped or idle; return what was done.
 
@@ -49,7 +50,13 @@ def run_worker(
     (extended every third of it while its chunk runs); on SIGTERM or SIGINT, or when
     ``stop_event`` is set, running chunks get ``grace`` seconds to finish, then their
     messages are released (a second signal releases them at once). ``node`` names the
-    machine in the worker's id (default: the host name).
+    machine in the worker's id (default: the host name). When the store keeps failing (a
+    full disk, no rights) for ``store_timeout`` seconds, the worker releases what it holds
+    and leaves with reason "store failing" (None: it never gives up).
+
+    With ``job``, the worker leaves as soon as that job is settled. Idle, it leaves after
+    ``idle_exit`` seconds, but not while messages of the jobs it serves are held by other
+    workers (they come back if those die).
 
     ``metadata_url`` is the instance metadata service to poll for EC2 spot notices
     (IMDSv2, every 5 s; on EC2 ``http://169.254.169.254``); when None, the environment
@@ -60,7 +67,7 @@ def run_worker(
     recommendation it stops receiving, lets running chunks finish and exits with reason
     "rebalance".
     """
-    config = _config(job, slots, idle_exit, visibility, grace)
+    config = _config(job, slots, idle_exit, visibility, grace, store_timeout)
     worker = worker_id(node)
     if metadata_url is None:
         metadata_url = os.environ.get(METADATA_URL_ENV) or None
@@ -94,21 +101,21 @@ def worker_id(node: str | None = None) -> str:
     return layout.validate_id(f"{base[:100]}-{os.getpid()}", "worker id")
 
 
-def _config(job, slots, idle_exit, visibility, grace) -> Config:
+def _config(job, slots, idle_exit, visibility, grace, store_timeout) -> Config:
     if job is not None:
         layout.validate_id(job)
     if slots is None:
         slots = owned_cores()
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ConfigError(f"slots must be a positive whole number, not {slots!r}")
-    for name, value in (("idle_exit", idle_exit), ("grace", grace)):
+    for name, value in (("idle_exit", idle_exit), ("grace", grace), ("store_timeout", store_timeout)):
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
     if not isinstance(visibility, (int, float)) or not 1 <= visibility <= MAX_VISIBILITY_S:
         raise ConfigError(
             f"visibility must be from 1 to {MAX_VISIBILITY_S:g} seconds, not {visibility!r}"
         )
-    return Config(slots, float(visibility), float(grace), idle_exit, job)
+    return Config(slots, float(visibility), float(grace), idle_exit, job, 0, store_timeout)
 
 
 def _is_backend(backend: Any) -> bool:

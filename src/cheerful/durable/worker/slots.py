@@ -53,6 +53,7 @@ class PackedChunk:
     inputs: bytes
     count: int
     star: bool = False
+    job: str = ""  # whose checkpoints the tasks save
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ class SlotPool(ProcessPool):
         self.leaving[0] = 1
 
     def _child_main(self, child: Connection, position: int, inherited: list) -> tuple:
-        capture = (self.log_dir, self.starts, self.offsets, self.store, self.leaving)
+        # The slot's parent, known here before the fork (a forkserver's child has another).
+        parent = os.getpid() if self._method != "forkserver" else None
+        capture = (self.log_dir, self.starts, self.offsets, self.store, self.leaving, parent)
         return _slot_main, (child, self._marks, position, self._cores_each, inherited, capture)
 
     def running(self) -> dict[int, tuple[int, float]]:
@@ -163,22 +166,31 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
     send back a :class:`LoggedResult`, until EOF."""
     settle_child(cores, inherited, conn)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides when a slot stops
-    _die_with_parent()
+    log_dir, starts, offsets, store, leaving, worker_pid = capture
+    _die_with_parent(worker_pid)
     set_levels(())
     _standard_streams()
-    log_dir, starts, offsets, store, leaving = capture
-    fn_key, fn, problem = "", None, None
+    fn_key, fn, problem, job = "", None, None, None
     while (received := receive_work(conn)) is not None:
         header, payload, buffers = received
         work_id, key, fn_bytes, seed = header[0], header[FN_KEY], header[FN_BYTES], header[SEED]
         if key != fn_key or fn_bytes:
             fn_key, fn, problem = key, *_load_function(fn_bytes)
-            if store is not None:  # the worker keys a job's code by the job's id
-                set_context(DurableContext(store, key, leaving))
         packed = loads_oob(payload, buffers)
+        if store is not None and packed.job != job:
+            job = packed.job
+            set_context(DurableContext(store, job, leaving))
         capture_to = _Capture(log_path(log_dir, work_id), marks, starts, offsets, position)
         result = capture_to.run(fn, problem, packed, seed)
         conn.send_bytes(pack_result(result))
+
+
+def _none_ran(packed: PackedChunk, exc: BaseException, unloadable: bool = False) -> ChunkResult:
+    """Every task of ``packed`` failed with ``exc`` before it could start."""
+    info = ErrorInfo.from_exception(exc, dumps)
+    nothing = [None] * len(packed.indices)
+    errors = dict.fromkeys(packed.indices, info)
+    return ChunkResult(packed.indices, nothing, errors, unloadable=unloadable)
 
 
 def _load_function(fn_bytes: bytes) -> tuple[Any, BaseException | None]:
@@ -189,17 +201,19 @@ def _load_function(fn_bytes: bytes) -> tuple[Any, BaseException | None]:
 
 
 def _run_packed(fn, problem, packed: PackedChunk, seed, mark) -> ChunkResult:
+    """Run the chunk's tasks; a chunk whose inputs cannot be read is ``unloadable`` (the
+    worker dead-letters its message with the reason: no task ran)."""
+    if problem is not None:
+        error = SerializationError(f"the job's code cannot be loaded here: {problem!r}")
+        return _none_ran(packed, error)
     try:
-        if problem is not None:
-            raise SerializationError(f"the job's code cannot be loaded here: {problem!r}")
         items = loads(packed.inputs)
-        if len(items) != packed.count:
-            raise SerializationError(f"the chunk has {len(items)} inputs for {packed.count} tasks")
+        if not isinstance(items, list) or len(items) != packed.count:
+            count = len(items) if isinstance(items, list) else type(items).__name__
+            raise SerializationError(f"the message has {count} inputs for {packed.count} tasks")
         chosen = [items[p] for p in packed.positions]
-    except BaseException as exc:  # noqa: BLE001 - no task can run: each one reports why
-        info = ErrorInfo.from_exception(exc, dumps)
-        nothing = [None] * len(packed.indices)
-        return ChunkResult(packed.indices, nothing, dict.fromkeys(packed.indices, info))
+    except BaseException as exc:  # noqa: BLE001 - no task can run: the message is bad
+        return _none_ran(packed, exc, unloadable=True)
     chunk = Chunk(0, chosen, packed.star, explicit=packed.indices)
     return run_chunk(fn, chunk, seed, mark=mark)
 
@@ -248,6 +262,8 @@ class _Capture:
         self.spans.append((index, offset))
 
     def _output(self, end: int) -> dict[int, tuple[int, int]]:
+        if not self.spans:  # no task started (its inputs could not be read)
+            return {}
         stops = [offset for _, offset in self.spans[1:]] + [end]
         return {
             index: (start, stop)
@@ -276,8 +292,14 @@ def _standard_streams() -> None:
         setattr(sys, f"__{name}__", stream)
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the worker process dies, so no task runs on orphaned."""
+def _die_with_parent(worker_pid: int | None) -> None:
+    """Linux: get SIGKILL when the worker process dies, so no task runs on orphaned.
+
+    ``worker_pid`` is the worker's pid, taken before the fork: if the slot's parent is no
+    longer that process, the worker died before ``prctl`` took effect. (Comparing with 1
+    would be wrong where the worker itself is PID 1, as in a container, and where an
+    orphan goes to a subreaper instead of PID 1.) None: no check (a forkserver's child).
+    """
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -285,5 +307,5 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if worker_pid is not None and os.getppid() != worker_pid:  # it died before prctl
         os._exit(1)

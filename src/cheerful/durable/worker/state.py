@@ -19,7 +19,9 @@ What it decides:
   counting an attempt for them;
 - heartbeats (one batched extend every ``visibility / 3``), timeouts (kill the slot),
   recording a finished chunk, a graceful stop (release work not started, let running
-  chunks finish within ``grace``, then release them too) and leaving when idle;
+  chunks finish within ``grace``, then release them too);
+- leaving: idle for ``idle_exit`` seconds once no message of its jobs is out in other
+  hands (:class:`CheckIdle`); with one job, once it is settled; on :meth:`WorkerState.fail`;
 - EC2 spot notices (:meth:`WorkerState.notice`): an interruption is a stop whose grace is
   at most :data:`INTERRUPTION_GRACE_S`; a rebalance recommendation stops receiving and
   leaves once the chunks held have finished, with no time limit.
@@ -33,14 +35,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cheerful.errors import TaskTimeout
 from cheerful.pool import MAX_START_CRASHES
-from cheerful.serialize import dumps
 from cheerful.task import ChunkResult, ErrorInfo
 
 from ..messages import ChunkMessage
 from .events import (
     Action,
+    CheckIdle,
     Config,
     DeadLetter,
     Delete,
@@ -53,8 +54,13 @@ from .events import (
     Release,
     Run,
 )
+from .failures import crash_error, missing_outcome, timeout_error
 
-__all__ = ["INTERRUPTION_GRACE_S", "NOTICE_KINDS", "WorkerState"]
+__all__ = ["INTERRUPTION_GRACE_S", "JOB_SETTLED", "NOTICE_KINDS", "SETTLE_CHECK_S", "WorkerState"]
+
+SETTLE_CHECK_S = 2.0
+"""While a worker serving one job has nothing to do, how often it asks whether that job is
+settled (then it leaves)."""
 
 INTERRUPTION_GRACE_S = 10.0
 """Longest grace running chunks get after a spot interruption notice (``grace`` if less).
@@ -69,6 +75,7 @@ timeout."""
 NOTICE_KINDS = ("interruption", "rebalance")
 """The kinds of :meth:`WorkerState.notice` (as :class:`cheerful.durable.worker.spot.SpotNotice`)."""
 SPOT_INTERRUPTION = "spot interruption"
+JOB_SETTLED = "job settled"
 REBALANCE = "rebalance"
 GRACE_EXPIRED = "grace expired"
 
@@ -87,6 +94,8 @@ class _Chunk:
     values: dict[int, Any] = field(default_factory=dict)
     errors: dict[int, ErrorInfo] = field(default_factory=dict)
     attempts: dict[int, int] = field(default_factory=dict)
+    first: dict[int, int] = field(default_factory=dict)  # attempt each task starts at
+    code: str | None = None
     logs: dict[int, str] = field(default_factory=dict)
     todo: deque[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=deque)
     runs: set[int] = field(default_factory=set)
@@ -111,6 +120,8 @@ class WorkerState:
         self._ids = itertools.count(1)
         self._last_extend = now
         self._idle_since: float | None = None  # set by the first receive that finds nothing
+        self._checking_idle = False  # a CheckIdle is out: wait for idle_checked
+        self._next_settle_check = now
 
     # Queries.
 
@@ -160,6 +171,8 @@ class WorkerState:
         if run is None or self.exited:
             return []
         chunk = self.chunks[run.receipt]
+        if result.unloadable:  # its inputs do not decode: no task can ever run from it
+            return self._reject(chunk, result)
         chunk.runs.discard(work_id)
         chunk.seconds += result.seconds
         values = dict(zip(result.indices, result.values, strict=True))
@@ -167,7 +180,7 @@ class WorkerState:
         for index, attempt in zip(run.indices, run.attempts, strict=True):
             chunk.attempts[index] = attempt
             _note_log(chunk, index, logs.get(index, ""))
-            error = result.errors.get(index) if index in values else _missing(index)
+            error = result.errors.get(index) if index in values else missing_outcome(index)
             if error is None:
                 chunk.values[index] = values[index]
                 chunk.errors.pop(index, None)
@@ -206,12 +219,37 @@ class WorkerState:
             chunk.attempts[blamed] = attempt
             _note_log(chunk, blamed, log)
             if overran == blamed:
-                error = _timeout_error(blamed, run.job)
+                error = timeout_error(blamed, run.job)
             else:
-                error = _crash_error(blamed, reason, exitcode, signal)
+                error = crash_error(blamed, reason, exitcode, signal)
             if self._failed(chunk, blamed, attempt, error):
                 chunk.todo.append(((blamed,), (attempt + 1,)))
         return self._progress(chunk)
+
+    def idle_checked(self, now: float, *, pending: bool, settled: bool) -> list[Action]:
+        """The loop asked the queue after a :class:`CheckIdle`: ``pending``, messages of
+        the jobs served are still queued or held (by workers that may die: they would come
+        back); ``settled``, the one job served has an outcome for every task."""
+        self._checking_idle = False
+        self._next_settle_check = now + SETTLE_CHECK_S
+        if self.exited or self.chunks or self.leaving is not None:
+            return []
+        if settled:
+            return self._exit(JOB_SETTLED)
+        since, idle = self._idle_since, self.config.idle_exit
+        if idle is None or since is None or now - since < idle:
+            return []
+        if pending:
+            self._idle_since = now  # wait one more idle period: they may come back
+            return []
+        return self._exit("idle")
+
+    def fail(self, now: float, reason: str) -> list[Action]:
+        """The worker cannot go on (its store keeps failing): release everything held and
+        leave with ``reason`` at once."""
+        if self.exited:
+            return []
+        return self._give_up(reason)
 
     def settled(self, now: float, receipt: str) -> list[Action]:
         """The loop stored the record of ``receipt``'s chunk and deleted the message."""
@@ -306,7 +344,7 @@ class WorkerState:
             return Delete((d.receipt,), "job cancelled")
         if self.config.job is not None and m.job != self.config.job:
             return Release((d.receipt,), "another job's message")
-        if any(i >= d.job.tasks for i in m.indices) or len(set(m.indices)) != len(m.indices):
+        if _out_of_range(m.indices, d.job.tasks):
             return DeadLetter(
                 d.receipt,
                 f"malformed message: task indices out of range 0..{d.job.tasks - 1} or repeated",
@@ -327,16 +365,29 @@ class WorkerState:
 
     def _accept(self, d: Delivery) -> None:
         assert d.message is not None and d.job is not None
-        chunk = _Chunk(d.receipt, d.message, d.job, d.inputs)
+        chunk = _Chunk(d.receipt, d.message, d.job, d.inputs, code=d.code)
         indices = tuple(d.message.indices)
-        chunk.todo.append((indices, (1,) * len(indices)))
+        first = d.first_attempts or (1,) * len(indices)
+        chunk.first = dict(zip(indices, first, strict=True))
+        chunk.todo.append((indices, tuple(first)))
         self.chunks[d.receipt] = chunk
 
+    def _reject(self, chunk: _Chunk, result: ChunkResult) -> list[Action]:
+        """Dead-letter a held chunk whose message cannot be run, with the slot's reason."""
+        for work_id in chunk.runs:
+            self.runs.pop(work_id, None)
+        del self.chunks[chunk.receipt]
+        error = next(iter(result.errors.values()), None)
+        why = f"{error.type_name}: {error.message}" if error is not None else "unreadable"
+        reason = f"malformed message: its inputs cannot be read: {why}"
+        return [DeadLetter(chunk.receipt, reason), *self._dispatch()]
+
     def _failed(self, chunk: _Chunk, index: int, attempt: int, error: ErrorInfo) -> bool:
-        """Note a failed attempt; True when the task gets another one."""
+        """Note a failed attempt; True when the task gets another one (each delivery of a
+        chunk gives a task ``retries + 1`` attempts, numbered on from its earlier ones)."""
         chunk.values.pop(index, None)
         chunk.errors[index] = error
-        return attempt <= chunk.job.retries
+        return attempt < chunk.first.get(index, 1) + chunk.job.retries
 
     def _progress(self, chunk: _Chunk) -> list[Action]:
         actions = self._dispatch()
@@ -361,6 +412,7 @@ class WorkerState:
                     chunk.inputs,
                     indices,
                     attempts,
+                    chunk.code,
                 )
                 self.runs[run.work_id] = run
                 chunk.runs.add(run.work_id)
@@ -401,8 +453,13 @@ class WorkerState:
         if self.leaving is not None:
             return self._exit(self.leaving)
         idle, since = self.config.idle_exit, self._idle_since
-        if idle is not None and since is not None and now - since >= idle:
-            return self._exit("idle")
+        if since is None or self._checking_idle:
+            return []
+        idle_over = idle is not None and now - since >= idle
+        settle_due = self.config.job is not None and now >= self._next_settle_check
+        if idle_over or settle_due:
+            self._checking_idle = True
+            return [CheckIdle()]
         return []
 
     def _expired(self) -> str:
@@ -424,6 +481,13 @@ class WorkerState:
         return [Exit(reason)]
 
 
+def _out_of_range(indices, tasks: int) -> bool:
+    """True if a task number is not below ``tasks`` or appears twice."""
+    if isinstance(indices, range):
+        return indices.step != 1 or len(indices) == 0 or indices[-1] >= tasks
+    return any(i >= tasks for i in indices) or len(set(indices)) != len(indices)
+
+
 def _note_log(chunk: _Chunk, index: int, key: str) -> None:
     """The record names the log of a task's last attempt; none if that one was silent."""
     if key:
@@ -434,22 +498,3 @@ def _note_log(chunk: _Chunk, index: int, key: str) -> None:
 
 def _unzip(pairs: list[tuple[int, int]]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(i for i, _ in pairs), tuple(a for _, a in pairs)
-
-
-def _missing(index: int) -> ErrorInfo:
-    message = f"task {index}: the worker's slot sent back no outcome for it"
-    return ErrorInfo("cheerful.errors.TaskError", message, message + "\n")
-
-
-def _crash_error(index: int, reason: str, exitcode: int | None, signal: str | None) -> ErrorInfo:
-    """A task whose process died under it (as :func:`cheerful.driven.scheduler.crash_result`)."""
-    message = f"task {index} crashed: {reason}"
-    crash = {"exitcode": exitcode, "signal": signal}
-    return ErrorInfo("cheerful.errors.WorkerCrashed", message, message + "\n", b"", crash)
-
-
-def _timeout_error(index: int, job: JobSpec) -> ErrorInfo:
-    message = f"task {index} ran longer than its timeout of {job.timeout:g} s and was stopped"
-    return ErrorInfo.from_exception(
-        TaskTimeout(message, index=index, type_name="TaskTimeout"), dumps
-    )
