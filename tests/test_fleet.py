@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 
 import boto3
 import pytest
@@ -201,6 +202,9 @@ def test_cli_up_status_down(s3_url, job) -> None:
         ({"count": 1, "types": ("c6i_large",)}, "must look like"),
         ({"count": 1, "types": ("zz9.huge",)}, "not offered"),
         ({"count": 1, "requirements": "/no/such/file.txt"}, "does not exist"),
+        ({"count": 1, "max_dollars": 0}, "more than 0"),
+        ({"count": 1, "max_dollars": -3.5}, "more than 0"),
+        ({"count": 1, "setup": ("",)}, "setup takes shell commands"),
         ({"count": 1, "regions": ("us-east-1", "eu-west-1")}, None),
     ],
 )
@@ -266,3 +270,48 @@ def test_a_zone_without_price_history_takes_the_types_price_elsewhere() -> None:
     assert spot_price(prices, "c5.large", "z-a") == 0.03
     assert spot_price(prices, "c5.large", "z-e") == 0.04  # the median of its other zones
     assert spot_price(prices, "c7g.large", "z-a") is None
+
+
+def test_setup_commands_and_a_budget_go_into_the_bootstrap(s3_url, job) -> None:
+    setup = ("apt-get install -y -qq r-base-core", "echo 'it''s ready' > /tmp/ready")
+    started = time.time()
+    launch = cf.fleet.up(s3_url, job=job.id, count=2, setup=setup, max_dollars=1.5)
+    prices = [i["price"] for i in launch.instances]
+    assert launch.stop_at is not None
+    hours = (launch.stop_at - started) / 3600
+    assert 1.5 / (2 * max(prices)) * 0.99 <= hours <= 1.5 / (2 * min(prices)) * 1.01
+    data = template_data(launch.requests["us-east-1"]["launch_template"])
+    user_data = base64.b64decode(data["UserData"]).decode()
+    assert user_data == launch.user_data
+    assert "CHEERFUL_SETUP=('apt-get install -y -qq r-base-core'" in user_data
+    assert f"--stop-at {launch.stop_at:.0f}" in user_data and "CHEERFUL_HARD_STOP=" in user_data
+    with open_backend(s3_url) as backend:
+        (key,) = backend.store.list(layout.launches_prefix())
+        record = json.loads(backend.store.get(key))
+    assert record["max_dollars"] == 1.5 and record["stop_at"] == launch.stop_at
+
+
+def test_a_failed_setup_shows_in_fleet_status_and_in_the_jobs_status(s3_url, job) -> None:
+    launch = cf.fleet.up(s3_url, job=job.id, count=1, setup=("false",))
+    (instance,) = launch.instances
+    failure = {"node": instance["id"], "state": "setup failed", "command": "false",
+               "exit_code": 1, "at": time.time()}  # fmt: skip
+    with open_backend(s3_url) as backend:  # as the bootstrap records it
+        backend.store.put(layout.boot_record(instance["id"]), json.dumps(failure).encode())
+    (found,) = cf.fleet.status(s3_url)
+    assert found.trouble == "setup failed: false (exit code 1)"
+    table = CliRunner().invoke(main, ["fleet", "status", "--backend", s3_url])
+    assert "setup failed: false (exit code 1)" in table.output, table.output
+    shown = CliRunner().invoke(main, ["status", job.id, "--backend", s3_url])
+    assert f"instance {instance['id']}: setup failed: false (exit code 1)" in shown.output
+
+
+def test_a_spent_budget_shows_in_the_jobs_status(s3_url, job) -> None:
+    launch = cf.fleet.up(s3_url, job=job.id, count=1, max_dollars=0.01)
+    with open_backend(s3_url) as backend:  # its time is up
+        key = layout.launch(launch.id)
+        record = json.loads(backend.store.get(key))
+        record["stop_at"] = time.time() - 1
+        backend.store.put(key, json.dumps(record).encode())
+    shown = CliRunner().invoke(main, ["status", job.id, "--backend", s3_url])
+    assert "stopped on its budget of $0.01" in shown.output, shown.output

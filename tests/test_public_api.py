@@ -41,6 +41,7 @@ EXPECTED = [
     "interrupted",
     "jobs",
     "map",
+    "output_dir",
     "plan",
     "processes",
     "restore",

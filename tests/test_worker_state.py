@@ -502,3 +502,13 @@ def test_actions_and_results_pickle():
     (run,) = w.received(0.0, [delivery()])
     (record,) = of(Record, w.done(1.0, run.work_id, ok(run), {}))
     assert pickle.loads(pickle.dumps(record)).result.values == [0, 10, 20]
+
+
+def test_at_its_stop_time_a_worker_winds_down_and_leaves_for_its_budget():
+    w = WorkerState(Config(slots=1, grace=5.0, stop_at=100.0), 0.0)
+    (run,) = w.received(1.0, [delivery(), delivery(chunk=1)])
+    assert not of(Release, w.tick(99.0))
+    releases = of(Release, w.tick(100.0))  # the chunk not started goes back at once
+    assert [r.receipts for r in releases] == [("r1",)] and w.wants(100.0) == 0
+    w.done(101.0, run.work_id, ok(run), {})
+    assert of(Exit, w.settled(101.0, "r0")) == [Exit("budget")]

@@ -189,10 +189,17 @@ class CommandFailed(CheerfulError):
     ) -> None:
         if exit_code < 0:
             how = f"was killed by signal {-exit_code}"
+        elif exit_code == 127:
+            how = "exited with code 127: its program was not found on the worker (install it "
+            how += "there, e.g. with `cheerful fleet up --setup`)"
         else:
             how = f"exited with code {exit_code}"
-        tail = f"; its stderr ends with:\n{stderr_tail}" if stderr_tail.strip() else ""
-        super().__init__(f"command {command!r} {how}{tail}" if command else f"command {how}{tail}")
+        what = f"command {command!r}" if command else "command"
+        headline = _error_line(stderr_tail)
+        message = f"{headline} ({what} {how})" if headline else f"{what} {how}"
+        if stderr_tail.strip() and stderr_tail.strip() != headline:
+            message += "\n" + stderr_tail.rstrip("\n")
+        super().__init__(message)
         self.exit_code = exit_code
         self.stdout = stdout
         self.stderr_tail = stderr_tail
@@ -200,3 +207,13 @@ class CommandFailed(CheerfulError):
 
     def __reduce__(self):  # rebuild from the fields, not from the message
         return (type(self), (self.exit_code, self.stdout, self.stderr_tail, self.command))
+
+
+def _error_line(stderr: str) -> str:
+    """The line of a program's stderr that says what went wrong: the last one that names
+    an error ("Error in ...", "ValueError: ..."), else the last one."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "error" in line.lower():
+            return line
+    return lines[-1] if lines else ""

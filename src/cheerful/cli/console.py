@@ -98,6 +98,28 @@ def submit_options(fn: Callable) -> Callable:
         click.option(
             "--chunk-size", type=click.IntRange(min=1), help="tasks per chunk (default: automatic)"
         ),
+        click.option(
+            "--workdir",
+            type=click.Path(file_okay=False),
+            help="a directory shipped with the job: each task runs in its own copy of it",
+        ),
+        click.option(
+            "--files",
+            multiple=True,
+            type=click.Path(),
+            help="a file or directory shipped with the job, at the top of each task's "
+            "directory (repeat for several; a command's own files ship by themselves)",
+        ),
+        click.option(
+            "--output",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="command jobs: a task's result is its output as text, or the JSON value it prints",
+        ),
+        click.option(
+            "--dry-run", is_flag=True, help="check everything and say what would be submitted"
+        ),
         backend_option,
     ]
     for option in reversed(options):

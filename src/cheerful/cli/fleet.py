@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import warnings
 from collections import Counter
 from typing import Any
@@ -67,6 +68,17 @@ def fleet() -> None:
     show_default=True,
     help="workers leave (and their instance powers off) after the queue was empty this long",
 )
+@click.option(
+    "--setup",
+    multiple=True,
+    help="a shell command each instance runs once before its worker starts (repeat for "
+    "several); if one fails, the instance records why and powers off",
+)
+@click.option(
+    "--max-dollars",
+    type=float,
+    help="a budget: the workers stop (and their instances power off) before it is spent",
+)
 @click.option("--instance-profile", help="an existing IAM instance profile to use")
 @click.option("--dry-run", is_flag=True, help="print the user-data and the request; launch nothing")
 def up(backend: str, job: str | None, types: str, regions: tuple[str, ...], **options: Any) -> None:
@@ -94,6 +106,9 @@ def up(backend: str, job: str | None, types: str, regions: tuple[str, ...], **op
     for line in launch.created:
         err.print(line)
     err.print(f"estimate: {launch.estimate}")
+    if launch.stop_at is not None:
+        when = time.strftime("%H:%M:%S", time.localtime(launch.stop_at))
+        err.print(f"budget ${options['max_dollars']:g}: the workers stop by {when}")
     for item in launch.instances:
         out.print(f"launched {item['id']} ({item['type']}, {item['zone']}, {item['lifecycle']})")
     for warning in caught:
@@ -120,6 +135,7 @@ def status(backend: str, job: str | None) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("instance", "type", "zone", "kind", "state", "age", "$/h", "tasks done", "job"):
         table.add_column(name, no_wrap=True)
+    table.add_column("trouble", overflow="fold")
     for i in sorted(found, key=lambda i: (i.region, i.type, i.zone, i.id)):
         table.add_row(
             i.id,
@@ -131,6 +147,7 @@ def status(backend: str, job: str | None) -> None:
             "-" if i.price is None else money(i.price),
             str(i.tasks_done),
             i.job or "(all)",
+            i.trouble,
         )
     out.print(table)
     live = [i for i in found if i.state in ("pending", "running")]

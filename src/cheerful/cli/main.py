@@ -3,9 +3,9 @@
 Every command takes ``--backend`` (default ``local``, or the ``CHEERFUL_BACKEND``
 environment variable). A cheerful error (a bad envs file, an unknown job, ...) prints one
 ``Error: ...`` line and exits with code 2, before anything is submitted. One module per
-command group: :mod:`.backend` (init), :mod:`.run` (run, submit, worker), :mod:`.observe`
-(status, results, logs), :mod:`.steer` (retry, cancel), :mod:`.fleet` (cloud workers);
-:mod:`.console` holds what they share.
+command group: :mod:`.backend` (init), :mod:`.run` (run, submit; :mod:`.cloud` for run
+--fleet), :mod:`.worker`, :mod:`.observe` (status, results, logs), :mod:`.steer` (retry,
+cancel), :mod:`.fleet` (cloud workers); :mod:`.console` holds what they share.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from .backend import init
 from .console import CommandGroup
 from .fleet import fleet
 from .observe import logs, results, status
-from .run import run, submit, worker
+from .run import run, submit
 from .steer import cancel, retry
+from .worker import worker
 
 __all__ = ["main"]
 

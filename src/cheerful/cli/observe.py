@@ -6,6 +6,7 @@ import dataclasses
 import json
 import pickle
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from .console import backend_option, command_line, err, out, plural
 if TYPE_CHECKING:
     from cheerful.durable.backends import Backend
 
-__all__ = ["attach", "logs", "opened", "results", "status"]
+__all__ = ["attach", "json_lines", "logs", "opened", "results", "status", "write_results"]
 
 
 @click.command()
@@ -96,11 +97,17 @@ def _print_job(job, backend: str) -> None:
     )
     if s.incomplete:
         out.print(f"incomplete: {s.incomplete}", style="red")
+    shipped = job.manifest.get("files")
+    if shipped:
+        from cheerful.durable.files import JobFiles
+
+        out.print(f"files: {JobFiles.from_manifest(shipped).describe()}")
     if job.backend.url.startswith("s3://"):
-        from cheerful.durable.fleet import spent
+        from cheerful.durable.fleet import job_troubles, spent
 
         try:
             dollars, running = spent(job.backend.url, job.id)
+            troubles = job_troubles(job.backend.url, job.id)
         except CheerfulError as exc:  # no EC2 rights: the job's own status still stands
             err.print(f"(cloud workers unknown: {exc})")
         else:
@@ -108,6 +115,8 @@ def _print_job(job, backend: str) -> None:
                 from cheerful.durable.fleet.cost import money
 
                 out.print(f"cloud workers: {running} running, about {money(dollars)} spent so far")
+            for line in troubles:
+                out.print(f"cloud workers: {line}", style="red")
     failures = job.failures()
     if not failures:
         return
@@ -152,13 +161,25 @@ def _when(timestamp: float) -> str:
     help="return: failed tasks get an error line; raise: fail if any task failed",
 )
 @click.option(
+    "--files",
+    "files_dir",
+    type=click.Path(file_okay=False),
+    help="also write the files each task left in its output dir to DIR/<task>/",
+)
+@click.option(
     "--partial",
     is_flag=True,
     help="write what is there of a job that is not finished (tasks with no result yet "
     "get an error line)",
 )
 def results(
-    job_id: str, backend: str, out_file: str | None, fmt: str, errors: str, partial: bool
+    job_id: str,
+    backend: str,
+    out_file: str | None,
+    fmt: str,
+    errors: str,
+    files_dir: str | None,
+    partial: bool,
 ) -> None:
     """Write the results of JOB, in task order (JSON lines: index, ok, value or error).
 
@@ -173,6 +194,9 @@ def results(
         if not status.settled and not partial:
             raise CheerfulError(_unfinished(job, status, backend))
         values = job.results(errors="return" if partial else errors, wait=False)
+        if files_dir is not None:
+            counts = job.download_files(files_dir)
+            err.print(f"wrote {sum(counts.values())} file(s) of {len(counts)} task(s) to {files_dir}")
     failed = sum(isinstance(v, Failure) for v in values)
     if not status.settled:
         err.print(f"job {job.id} is not finished: {status}; writing what is there")
@@ -180,7 +204,7 @@ def results(
         with open(out_file, "wb") as file:
             pickle.dump(values, file, protocol=pickle.HIGHEST_PROTOCOL)
     else:
-        lines = (_json_line(i, v, Failure) + "\n" for i, v in enumerate(values))
+        lines = json_lines(values)
         if out_file is None:
             for line in lines:
                 sys.stdout.write(line)
@@ -200,6 +224,24 @@ def _unfinished(job: Any, status: Any, backend: str) -> str:
         f"`{command_line('status', backend, job.id)}`, or write what is there with "
         f"`{command_line('results', backend, job.id, '--partial')}`"
     )
+
+
+def json_lines(values: list[Any]) -> Iterator[str]:
+    """Each result as a JSON line (``index``, ``ok``, ``value`` or ``error``), in order."""
+    from cheerful.task import Failure
+
+    return (_json_line(i, v, Failure) + "\n" for i, v in enumerate(values))
+
+
+def write_results(job: Any, path: str) -> None:
+    """Write a job's results to ``path`` as JSON lines (failed tasks as error lines)."""
+    from cheerful.task import Failure
+
+    values = job.results(errors="return", wait=False)
+    with open(path, "w", encoding="utf-8") as file:
+        file.writelines(json_lines(values))
+    failed = sum(isinstance(v, Failure) for v in values)
+    err.print(f"wrote {len(values)} results ({failed} failed) to {path}")
 
 
 def _json_line(index: int, value: Any, failure_type: type) -> str:

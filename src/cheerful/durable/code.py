@@ -16,7 +16,7 @@ from typing import Any
 from cheerful.errors import ConfigError
 from cheerful.serialize import check_function
 
-from .modes import CommandTask, ScriptTask
+from .modes import OUTPUTS, CommandTask, ScriptTask
 
 __all__ = ["command_task", "function_code", "replacement_code", "script_task"]
 
@@ -35,12 +35,15 @@ def script_task(path: str | os.PathLike[str]) -> ScriptTask:
     return task
 
 
-def command_task(cmd: Any) -> CommandTask:
-    """The task that runs ``cmd``: a shell line, or an argv list of strings."""
+def command_task(cmd: Any, output: str = "text") -> CommandTask:
+    """The task that runs ``cmd`` (a shell line, or an argv list of strings) whose result is
+    its output as text (``output="text"``) or the one JSON value it prints (``"json"``)."""
+    if output not in OUTPUTS:
+        raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     if isinstance(cmd, str) and cmd.strip():
-        return CommandTask(cmd)
+        return CommandTask(cmd, output)
     if isinstance(cmd, (list, tuple)) and cmd and all(isinstance(a, str) for a in cmd):
-        return CommandTask(list(cmd))
+        return CommandTask(list(cmd), output)
     raise ConfigError(f"cmd must be a shell line or a non-empty list of strings, not {cmd!r}")
 
 

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cheerful.errors import (
@@ -36,7 +37,16 @@ from . import layout
 from .backends import Backend, open_backend
 from .code import replacement_code
 from .counts import count, is_submitted, list_results, read_reports
-from .records import JobView, TaskFailure, dead_chunks, job_failed, read_records, read_view
+from .outputs import download_outputs, read_outputs
+from .records import (
+    MISSING,
+    JobView,
+    TaskFailure,
+    dead_chunks,
+    job_failed,
+    read_records,
+    read_view,
+)
 from .retry import retry
 from .rounds import ChunkPlan, read_plan, sender_gone
 from .sending import mark_cancelled
@@ -284,6 +294,25 @@ class Job:
         except ObjectNotFound:
             return ""
 
+    def files(self, index: int) -> dict[str, bytes]:
+        """The files task ``index`` left in its output directory (``cf.output_dir()``,
+        ``$CHEERFUL_OUTPUT_DIR``) in the attempt its result came from, by path."""
+        found = self._attempt_of(index)
+        return {} if found is None else read_outputs(self.backend.store, self.id, index, found)
+
+    def download_files(self, directory: str | os.PathLike[str]) -> dict[int, int]:
+        """Write every task's output files to ``directory/<task>/...``; return how many
+        files each task that left some had."""
+        view, root, counts = self._view(), Path(directory), {}
+        for index, state in enumerate(view.state):
+            if state != MISSING:
+                attempt = view.attempts.get(index, 1)
+                store = self.backend.store
+                count = download_outputs(store, self.id, index, attempt, root / str(index))
+                if count:
+                    counts[index] = count
+        return counts
+
     # Acting.
 
     def retry_failed(
@@ -365,6 +394,18 @@ class Job:
                     f"finish it with `cheerful retry {self.id}` (or job.retry_failed())"
                 )
         return ""
+
+    def _attempt_of(self, index: int) -> int | None:
+        """The attempt of task ``index`` its newest record holds (None: no record yet)."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.tasks:
+            raise ConfigError(f"task {index} is out of range: the job has {self.tasks} tasks")
+        self._refresh()
+        plan = self._plan()
+        chunks = [c for c in plan.numbers() if index in (plan.expected(c) or ())]
+        found = None
+        for record in read_records(self.backend.store, self.id, chunks, plan):
+            found = record.attempts.get(index, 1)
+        return found
 
     def _log_key(self, index: int) -> str:
         """The key of the last log of task ``index``: from its newest record, else the

@@ -14,10 +14,13 @@
     jobs/<job>/retries/<round>/sent       written once every message of the retry is sent
     jobs/<job>/logs/<ss>/<task>.<attempt> stdout + stderr of one attempt of a task
     jobs/<job>/checkpoints/<ss>/<task>    the latest checkpoint a task saved
+    jobs/<job>/outputs/<ss>/<task>.<attempt>  the files one attempt wrote to its output dir
+    files/<sha256>                        job files (a packed workdir), shared by jobs
     jobs/<job>/status/<worker>.json       a worker's progress counters for the job
     nodes/<node>.json                     a node's heartbeat
     fleet/bundles/<digest>/<file>         what a cloud worker installs (wheel, requirements)
     fleet/boot/<node>.log                 a cloud worker's bootstrap log
+    fleet/boot/<node>.json                what its bootstrap gave up on (a setup that failed)
     fleet/launches/<launch>.json          what one ``fleet up`` launched, where, at what price
 
 ``<chunk>`` and ``<task>`` are zero-padded to :data:`INDEX_WIDTH` (8) digits and
@@ -58,6 +61,9 @@ __all__ = [
     "INDEX_WIDTH",
     "by_number",
     "ROUND_WIDTH",
+    "files_pack",
+    "output",
+    "outputs_prefix",
     "parse_results_key",
     "readable_manifest",
     "round_code",
@@ -70,6 +76,7 @@ __all__ = [
     "cancelled",
     "checkpoint",
     "boot_log",
+    "boot_record",
     "bundle_file",
     "checkpoints_prefix",
     "chunk_of_input_key",
@@ -227,6 +234,24 @@ def log(job: str, task: int, attempt: int) -> str:
     return f"{logs_prefix(job)}/{_index(task, 'task')}.{_attempt(attempt)}"
 
 
+def outputs_prefix(job: str) -> str:
+    """The prefix of the job's task outputs."""
+    return f"{job_prefix(job)}/outputs"
+
+
+def output(job: str, task: int, attempt: int) -> str:
+    """The key of the files attempt ``attempt`` of task ``task`` wrote (a ``tar.gz``,
+    write-once)."""
+    return f"{outputs_prefix(job)}/{_index(task, 'task')}.{_attempt(attempt)}"
+
+
+def files_pack(digest: str) -> str:
+    """The key of the job files whose content hash (sha256, hex) is ``digest``."""
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ConfigError(f"{digest!r} is not the sha256 of a pack of job files")
+    return f"files/{digest}"
+
+
 def checkpoints_prefix(job: str) -> str:
     """The prefix of the job's task checkpoints."""
     return f"{job_prefix(job)}/checkpoints"
@@ -272,6 +297,11 @@ def bundle_file(digest: str, name: str) -> str:
 def boot_log(node: str) -> str:
     """The key of the bootstrap log of cloud node ``node`` (an instance id)."""
     return f"fleet/boot/{validate_id(node, 'node id')}.log"
+
+
+def boot_record(node: str) -> str:
+    """The key of what cloud node ``node``'s bootstrap gave up on (a setup that failed)."""
+    return f"fleet/boot/{validate_id(node, 'node id')}.json"
 
 
 def launches_prefix() -> str:

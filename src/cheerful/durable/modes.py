@@ -5,22 +5,27 @@ A durable job always stores one callable and gives each task one item. For
 script runs with the env's names as its globals and the task's result is its top-level
 ``result`` (None if it sets none). For ``cf.submit_command`` it is a :class:`CommandTask`:
 any program (R, Julia, a shell line) runs with the env added to its environment variables
-(values ``str()``'d); the result is a :class:`CommandResult`, and a non-zero exit raises
+(values ``str()``'d); the result is a :class:`CommandResult` (or, with ``output="json"``,
+the one JSON value the program printed), and a non-zero exit raises
 :class:`~cheerful.errors.CommandFailed` so the task counts as failed.
 
-What a script or program prints goes to the task's log as it runs.
+What a script or program prints goes to the task's log as it runs; a program's standard
+output and standard error are relayed by one reader, so the log keeps the order in which
+they were written.
 """
 
 from __future__ import annotations
 
 import builtins
-import collections
+import codecs
+import json
 import linecache
 import os
+import selectors
 import shlex
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +38,10 @@ TASK_MODULE_NAME = "__cheerful_task__"
 """``__name__`` inside a script task, so ``if __name__ == "__main__":`` blocks do not run."""
 STDERR_TAIL_LINES = 20
 """Lines of standard error kept for a failed command's message."""
+STDERR_KEPT = 64 * 1024
+"""Bytes of standard error kept while a command runs (its tail makes the message)."""
+OUTPUTS = ("text", "json")
+"""What a command task's result is: its output as text, or the JSON value it printed."""
 PIPE_GRACE_S = 10.0
 """How long to wait for a command's output after it exited."""
 
@@ -82,11 +91,15 @@ class CommandResult:
 class CommandTask:
     """Run ``command`` with an env added to the environment variables.
 
-    A ``str`` runs through the shell (``sh -c``); a list is an argv run as it is.
+    A ``str`` runs through the shell (``sh -c``); a list is an argv run as it is. With
+    ``output="json"`` the task's result is the one JSON value the program printed.
     """
 
-    def __init__(self, command: str | Sequence[str]) -> None:
+    output = "text"  # commands pickled before ``output`` existed read as text
+
+    def __init__(self, command: str | Sequence[str], output: str = "text") -> None:
         self.command = command if isinstance(command, str) else tuple(command)
+        self.output = output
 
     def __repr__(self) -> str:
         return f"CommandTask({self.display!r})"
@@ -96,46 +109,78 @@ class CommandTask:
         """The command as one line of text."""
         return self.command if isinstance(self.command, str) else shlex.join(self.command)
 
-    def __call__(self, env: Mapping[str, Any]) -> CommandResult:
+    def __call__(self, env: Mapping[str, Any]) -> Any:
         variables = {**os.environ, **{key: str(value) for key, value in env.items()}}
         shell = isinstance(self.command, str)
         argv = self.command if shell else list(self.command)
         sys.stdout.flush()
         sys.stderr.flush()
-        proc = subprocess.Popen(
-            argv,
-            shell=shell,
-            env=variables,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        out: list[str] = []
-        err: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        readers = [
-            _tee(proc.stdout, sys.stdout, out.append),
-            _tee(proc.stderr, sys.stderr, err.append),
-        ]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                shell=shell,
+                env=variables,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except (FileNotFoundError, PermissionError) as exc:  # an argv whose program is not here
+            raise CommandFailed(127, "", f"{argv[0]}: {exc.strerror}", self.display) from None
+        stdout, stderr = _relay(proc)
         code = proc.wait()
-        for reader in readers:  # a background child may hold a pipe open: do not hang on it
-            reader.join(PIPE_GRACE_S)
-        stdout = "".join(out)
         if code != 0:
-            raise CommandFailed(code, stdout, "".join(err), self.display)
+            tail = "".join(stderr.splitlines(keepends=True)[-STDERR_TAIL_LINES:])
+            raise CommandFailed(code, stdout, tail, self.display)
+        if self.output == "json":
+            return _json_value(stdout, self.display)
         return CommandResult(code, stdout)
 
 
-def _tee(pipe, echo, keep) -> threading.Thread:
-    """Copy ``pipe``'s lines to ``echo`` (the task's log) and to ``keep``, in a thread."""
-
-    def copy() -> None:
-        with pipe:
-            for raw in iter(pipe.readline, b""):
-                line = raw.decode("utf-8", errors="replace")
-                keep(line)
-                echo.write(line)
+def _relay(proc: subprocess.Popen) -> tuple[str, str]:
+    """Copy the program's stdout and stderr to ours (the task's log) as they come, in the
+    order they come; return all of stdout and the tail of stderr. A background child that
+    keeps a pipe open after the program exited is given :data:`PIPE_GRACE_S`."""
+    streams = {proc.stdout: (sys.stdout, []), proc.stderr: (sys.stderr, [])}
+    decoders = {pipe: codecs.getincrementaldecoder("utf-8")("replace") for pipe in streams}
+    kept_err = 0
+    with selectors.DefaultSelector() as selector:
+        for pipe in streams:
+            os.set_blocking(pipe.fileno(), False)
+            selector.register(pipe, selectors.EVENT_READ)
+        exited = None
+        while selector.get_map():
+            if exited is None and proc.poll() is not None:
+                exited = time.monotonic()
+            if exited is not None and time.monotonic() - exited > PIPE_GRACE_S:
+                break
+            for key, _ in selector.select(timeout=0.1):
+                pipe = key.fileobj
+                data = os.read(pipe.fileno(), 65536)
+                if not data:
+                    selector.unregister(pipe)
+                    pipe.close()
+                    continue
+                text = decoders[pipe].decode(data)
+                echo, kept = streams[pipe]
+                echo.write(text)
                 echo.flush()
+                kept.append(text)
+                if pipe is proc.stderr:
+                    kept_err += len(text)
+                    while kept_err > STDERR_KEPT and len(kept) > 1:
+                        kept_err -= len(kept.pop(0))
+    for pipe in streams:
+        if not pipe.closed:
+            pipe.close()
+    return "".join(streams[proc.stdout][1]), "".join(streams[proc.stderr][1])
 
-    thread = threading.Thread(target=copy, daemon=True)
-    thread.start()
-    return thread
+
+def _json_value(stdout: str, command: str) -> Any:
+    """The one JSON value a command printed (``output="json"``)."""
+    try:
+        return json.loads(stdout)
+    except ValueError as exc:
+        start = stdout.strip()[:200] or "(nothing)"
+        raise ValueError(
+            f"the output of {command!r} is not one JSON value ({exc}); it printed: {start}"
+        ) from None

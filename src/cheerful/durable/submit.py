@@ -31,10 +31,19 @@ from . import layout
 from .backends import Backend, open_backend
 from .code import command_task, script_task
 from .envs import check_envs
+from .files import JobFiles, Packed, command_files, pack, upload
 from .job import BackendLike, Job
 from .sending import json_bytes, send_chunks
 
-__all__ = ["auto_chunk_size", "submit", "submit_command", "submit_script"]
+__all__ = [
+    "Preview",
+    "auto_chunk_size",
+    "pack_files",
+    "preview",
+    "submit",
+    "submit_command",
+    "submit_script",
+]
 
 MAX_AUTO_CHUNK = 1000
 """The largest automatic chunk size."""
@@ -56,6 +65,8 @@ class _Options:
     retries: int = 2
     timeout: float | None = None
     name: str | None = None
+    files: tuple[str, ...] = ()
+    workdir: str | None = None
 
     def __post_init__(self) -> None:
         _check_whole("chunk_size", self.chunk_size, 1, optional=True)
@@ -90,14 +101,19 @@ def submit(
     retries: int = 2,
     timeout: float | None = None,
     name: str | None = None,
+    files: Sequence[str | os.PathLike[str]] = (),
+    workdir: str | os.PathLike[str] | None = None,
 ) -> Job:
     """Submit ``[fn(x) for x in items]`` as a durable job; return its :class:`Job` at once.
 
     ``seed`` gives task ``i`` the same random streams as ``cf.map(..., seed=seed)``; a task
     that raises is run again up to ``retries`` more times; ``timeout`` (seconds) stops a
     task that runs longer. Nothing is stored or sent if ``fn`` or an item cannot be pickled.
+    ``workdir`` (a directory) and ``files`` ship with the job: each task runs in its own
+    copy of them (see :mod:`cheerful.durable.files`); what a task writes to
+    ``cf.output_dir()`` is kept (``job.files(i)``).
     """
-    options = _Options(backend, chunk_size, seed, retries, timeout, name)
+    options = _options(backend, chunk_size, seed, retries, timeout, name, files, workdir)
     if not callable(fn):
         raise ConfigError(f"the first argument must be a function, not {fn!r}")
     items = as_items(items)
@@ -117,14 +133,17 @@ def submit_script(
     retries: int = 2,
     timeout: float | None = None,
     name: str | None = None,
+    files: Sequence[str | os.PathLike[str]] = (),
+    workdir: str | os.PathLike[str] | None = None,
 ) -> Job:
     """Run the Python script at ``path`` once per env, as a durable job.
 
     ``envs`` is an envs file (``.jsonl``, ``.csv``; see :mod:`cheerful.durable.envs`) or a list of
     dicts. In each task the env's names are the script's globals; the task's result is the
-    script's top-level ``result`` (None if it sets none).
+    script's top-level ``result`` (None if it sets none). ``workdir`` and ``files`` ship
+    with the job, as for :func:`submit` (the data a script reads beside it).
     """
-    options = _Options(backend, chunk_size, seed, retries, timeout, name)
+    options = _options(backend, chunk_size, seed, retries, timeout, name, files, workdir)
     task = script_task(path)
     envs = check_envs(envs, "script")
     return _submit(task, envs, "script", Path(path).name, options, script=task.source)
@@ -140,17 +159,24 @@ def submit_command(
     retries: int = 2,
     timeout: float | None = None,
     name: str | None = None,
+    files: Sequence[str | os.PathLike[str]] = (),
+    workdir: str | os.PathLike[str] | None = None,
+    output: str = "text",
 ) -> Job:
     """Run a program once per env, with the env added to its environment variables.
 
     ``cmd`` is a shell line (``"Rscript fit.R"``) or an argv list. A task's result is a
-    :class:`cheerful.CommandResult` (exit code and stdout); a non-zero exit code fails the
-    task with :class:`cheerful.CommandFailed`, whose message ends with the stderr's tail.
+    :class:`cheerful.CommandResult` (exit code and stdout), or with ``output="json"`` the
+    one JSON value the program printed; a non-zero exit code fails the task with
+    :class:`cheerful.CommandFailed`, which names the program's error. The files the
+    command names that exist here (``runme.R``) ship with the job, besides ``workdir`` and
+    ``files``: ``job.manifest["files"]["names"]`` lists what was shipped.
     """
-    options = _Options(backend, chunk_size, seed, retries, timeout, name)
-    task = command_task(cmd)
+    options = _options(backend, chunk_size, seed, retries, timeout, name, files, workdir)
+    task = command_task(cmd, output)
     envs = check_envs(envs, "command")
-    return _submit(task, envs, "command", task.display, options)
+    named = _named_by(task.command, options.workdir)
+    return _submit(task, envs, "command", task.display, options, named=named)
 
 
 def auto_chunk_size(tasks: int, *, remote: bool = False) -> int:
@@ -161,16 +187,46 @@ def auto_chunk_size(tasks: int, *, remote: bool = False) -> int:
     return max(1, min(MAX_AUTO_CHUNK, math.ceil(tasks / chunks)))
 
 
-def _submit(fn, items: list, kind: str, label: str, options: _Options, script=None) -> Job:
+def _options(backend, chunk_size, seed, retries, timeout, name, files, workdir) -> _Options:
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    paths = tuple(os.fspath(f) for f in files)
+    where = None if workdir is None else os.fspath(workdir)
+    return _Options(backend, chunk_size, seed, retries, timeout, name, paths, where)
+
+
+def _named_by(command: str | Sequence[str], workdir: str | None) -> list[str]:
+    """The files the command names that exist here and the workdir does not hold."""
+    found = command_files(command)
+    if workdir is None:
+        return found
+    root = Path(workdir).resolve()
+    return [f for f in found if root not in Path(f).resolve().parents]
+
+
+def pack_files(options: _Options, named: Sequence[str] = ()) -> Packed | None:
+    """The pack of the job files ``options`` ask for (None: the job ships none)."""
+    if options.workdir is None and not options.files and not named:
+        return None
+    return pack(options.workdir, options.files, named)
+
+
+def _submit(
+    fn, items: list, kind: str, label: str, options: _Options, script=None, named=()
+) -> Job:
     backend = open_backend(options.backend)
     code = check_function(fn)
     check_items(items)
+    packed = pack_files(options, named)
     remote = backend.queue.remote or backend.store.remote
     size = options.chunk_size or auto_chunk_size(len(items), remote=remote)
     backend.queue.max_message_bytes  # noqa: B018 - the queue must exist before the job is stored
     job_id = _new_id(backend, options.name)
     manifest = _manifest(job_id, kind, label, len(items), size, options, backend.url)
     store = backend.store
+    if packed is not None:
+        upload(store, packed)  # once for every job with these files
+        manifest["files"] = packed.files.to_manifest()
     try:
         store.put(layout.code(job_id), code)
         if script is not None:
@@ -231,3 +287,53 @@ def _manifest(job_id, kind, label, tasks, size, options: _Options, url: str) -> 
 def _forget(backend: Backend, job_id: str) -> None:
     with contextlib.suppress(Exception):  # best effort: the original error matters more
         backend.store.delete_prefix(layout.job_prefix(job_id))
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a submit would do (``--dry-run``): nothing is stored or sent."""
+
+    kind: str
+    label: str
+    tasks: int
+    chunk_size: int
+    backend: str
+    files: JobFiles | None
+
+    def __str__(self) -> str:
+        chunks = math.ceil(self.tasks / self.chunk_size)
+        lines = [
+            f"would submit {self.tasks} task(s) of {self.kind} {self.label!r} to {self.backend}, "
+            f"in {chunks} chunk(s) of up to {self.chunk_size}",
+            f"job files: {self.files.describe()}" if self.files else "job files: none",
+        ]
+        return "\n".join(lines)
+
+
+def preview(
+    kind: str,
+    target: Any,
+    envs: str | os.PathLike[str] | Iterable[dict[str, Any]],
+    *,
+    backend: str = "local",
+    chunk_size: int | None = None,
+    files: Sequence[str | os.PathLike[str]] = (),
+    workdir: str | os.PathLike[str] | None = None,
+    output: str = "text",
+) -> Preview:
+    """Check a script (``kind="script"``, ``target`` its path) or command (``"command"``)
+    job as a submit would, and say what it would submit; store and send nothing."""
+    options = _options(backend, chunk_size, None, 0, None, None, files, workdir)
+    if kind == "script":
+        task: Any = script_task(target)
+        label, named = Path(target).name, []
+    else:
+        task = command_task(target, output)
+        label, named = task.display, _named_by(task.command, options.workdir)
+    checked = check_envs(envs, kind)
+    check_function(task)
+    packed = pack_files(options, named)
+    remote = isinstance(backend, str) and backend.startswith("s3://")
+    size = chunk_size or auto_chunk_size(len(checked), remote=remote)
+    where = backend if isinstance(backend, str) else getattr(backend, "url", "?")
+    return Preview(kind, label, len(checked), size, where, packed.files if packed else None)

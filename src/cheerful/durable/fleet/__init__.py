@@ -15,9 +15,11 @@ __all__ = [
     "DEFAULT_TYPES",
     "FleetOptions",
     "Instance",
+    "JobFleet",
     "Launch",
     "LocalFleet",
     "down",
+    "job_troubles",
     "spent",
     "status",
     "up",
@@ -32,10 +34,12 @@ powers off)."""
 
 _LAZY = {
     "FleetOptions": "ec2",
+    "JobFleet": "session",
     "Launch": "ec2",
     "up": "ec2",
     "Instance": "inventory",
     "down": "inventory",
+    "job_troubles": "inventory",
     "spent": "inventory",
     "status": "inventory",
 }

@@ -33,6 +33,7 @@ from .. import layout
 from ..aws import AwsClients, aws_errors, error_code
 from ..backends import S3Location, open_backend, parse_s3_url
 from . import DEFAULT_IDLE_EXIT_S, DEFAULT_TYPES
+from .budget import check_budget, stop_time
 from .cost import ON_DEMAND_USD, Estimate, estimate, spot_price, spot_prices
 from .userdata import BootSpec, render_user_data
 
@@ -71,6 +72,8 @@ class FleetOptions:
     idle_exit: float = DEFAULT_IDLE_EXIT_S
     instance_profile: str | None = None
     dry_run: bool = False
+    setup: tuple[str, ...] = ()
+    max_dollars: float | None = None
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Launch:
     user_data: str = ""
     requests: dict[str, dict] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    stop_at: float | None = None
 
     @property
     def granted(self) -> int:
@@ -112,12 +116,20 @@ def up(backend: str, *, job: str | None = None, **options: Any) -> Launch:
             job=job,
             slots=opts.slots,
             idle_exit=opts.idle_exit,
+            setup=opts.setup,
         )
         launch.user_data = render_user_data(boot)
         profile = _profile(where, job, opts, launch)
         shares = _split(opts.count, opts.regions or (_region(where),))
         plans = [_plan_region(where, r, n, job, opts, profile, launch) for r, n in shares]
-        launch.estimate = estimate([p for plan in plans for p in plan.candidates], opts.count)
+        candidates = [p for plan in plans for p in plan.candidates]
+        launch.estimate = estimate(candidates, opts.count)
+        if opts.max_dollars is not None:  # the budget is a time: the workers stop by then
+            launch.stop_at = stop_time(opts.max_dollars, opts.count, candidates, opts.max_price)
+            launch.user_data = render_user_data(replace(boot, stop_at=launch.stop_at))
+            for plan in plans:
+                plan.template["UserData"] = _base64(launch.user_data)
+                launch.requests[plan.region]["LaunchTemplateData"] = plan.template
         if not opts.dry_run:
             _launch_all(opened.store, where, plans, opts, launch)
     if not opts.dry_run and launch.granted == 0:
@@ -145,7 +157,11 @@ def _checked(opts: FleetOptions) -> FleetOptions:
         raise ConfigError("max_price is dollars per instance-hour and must be > 0")
     if opts.requirements is not None and not Path(opts.requirements).is_file():
         raise ConfigError(f"requirements file {opts.requirements!r} does not exist")
-    return replace(opts, types=types, regions=tuple(opts.regions))
+    check_budget(opts.max_dollars)
+    setup = (opts.setup,) if isinstance(opts.setup, str) else tuple(opts.setup)
+    if not all(isinstance(c, str) and c.strip() for c in setup):
+        raise ConfigError(f"setup takes shell commands, not {setup!r}")
+    return replace(opts, types=types, regions=tuple(opts.regions), setup=setup)
 
 
 def location(backend: str) -> S3Location:
@@ -345,10 +361,14 @@ def _profile_not_ready(text: str) -> bool:
     return "instance profile" in text.lower() and "invalid" in text.lower()
 
 
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def _template_data(user_data: str, profile: str, images: dict, tags: list[dict]) -> dict:
     return {
         "ImageId": sorted(images.values())[0],
-        "UserData": base64.b64encode(user_data.encode()).decode(),
+        "UserData": _base64(user_data),
         "IamInstanceProfile": {"Name": profile},
         "InstanceInitiatedShutdownBehavior": "terminate",
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
@@ -460,5 +480,7 @@ def _record(store, where: S3Location, launch: Launch, opts: FleetOptions) -> Non
         "types": list(opts.types),
         "regions": regions,
         "errors": launch.errors,
+        "max_dollars": opts.max_dollars,
+        "stop_at": launch.stop_at,
     }
     store.put(layout.launch(launch.id), json.dumps(record, indent=1).encode())

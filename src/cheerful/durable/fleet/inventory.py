@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cheerful.errors import ConfigError, FleetError, ObjectNotFound
 
@@ -22,7 +23,7 @@ from ..backends import S3Location, open_backend
 from .cost import dollars
 from .ec2 import backend_tag, ec2_client, location
 
-__all__ = ["LIVE_STATES", "Instance", "down", "spent", "status"]
+__all__ = ["LIVE_STATES", "Instance", "boot_troubles", "down", "job_troubles", "spent", "status"]
 
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 """Instance states that may still bill (or soon stop billing)."""
@@ -42,6 +43,8 @@ class Instance:
     price: float | None
     job: str | None
     tasks_done: int
+    trouble: str = ""
+    """What its bootstrap gave up on (e.g. "setup failed: apt-get ... (exit code 100)")."""
 
     @property
     def age_s(self) -> float:
@@ -56,9 +59,10 @@ def status(backend: str, *, job: str | None = None) -> list[Instance]:
     with open_backend(where.url) as opened:
         records = _launches(opened.store, job)
         found = _describe(where, records, job)
-        beats = _heartbeats(opened.store, [row["InstanceId"] for _, row in found])
+        ids = [row["InstanceId"] for _, row in found]
+        beats, troubles = _heartbeats(opened.store, ids), boot_troubles(opened.store, ids)
         prices = {item["id"]: item.get("price") for _, item in _launched(records)}
-        return [_instance(row, region, prices, beats) for region, row in found]
+        return [_instance(row, region, prices, beats, troubles) for region, row in found]
 
 
 def down(backend: str, *, job: str | None = None) -> list[str]:
@@ -160,7 +164,11 @@ def _by_region(found: list[tuple[str, dict]]) -> dict[str, list[dict]]:
 
 
 def _instance(
-    row: dict, region: str, prices: dict[str, float | None], beats: dict[str, dict]
+    row: dict,
+    region: str,
+    prices: dict[str, float | None],
+    beats: dict[str, dict],
+    troubles: dict[str, str],
 ) -> Instance:
     tags = {t["Key"]: t["Value"] for t in row.get("Tags", [])}
     node = beats.get(row["InstanceId"], {})
@@ -176,6 +184,7 @@ def _instance(
         price=prices.get(row["InstanceId"]),
         job=None if job in (None, "*") else job,
         tasks_done=int(node.get("done", 0)),
+        trouble=troubles.get(row["InstanceId"], ""),
     )
 
 
@@ -200,6 +209,37 @@ def _heartbeats(store, instance_ids: Iterable[str]) -> dict[str, dict]:
         if beat.get("updated", 0) >= best.get(node, {}).get("updated", 0):
             best[node] = beat
     return best
+
+
+def boot_troubles(store: Any, instance_ids: Iterable[str]) -> dict[str, str]:
+    """What the bootstrap of each instance gave up on, in words (none: not there)."""
+    found = {}
+    for node in instance_ids:
+        try:
+            record = json.loads(store.get(layout.boot_record(node)))
+        except (ObjectNotFound, ValueError, ConfigError):
+            continue
+        command, code = record.get("command", ""), record.get("exit_code")
+        found[node] = f"{record.get('state', 'failed')}: {command} (exit code {code})"
+    return found
+
+
+def job_troubles(backend: str, job: str) -> list[str]:
+    """What went wrong with ``job``'s cloud workers, in lines: instances whose setup (or
+    bootstrap) failed, and a budget that ran out before the job was finished."""
+    where = location(backend)
+    with open_backend(where.url) as opened:
+        records = _launches(opened.store, job)
+        ids = [item["id"] for _, item in _launched(records)]
+        lines = [f"instance {node}: {why}" for node, why in boot_troubles(opened.store, ids).items()]
+    for record in records:
+        stop_at, budget = record.get("stop_at"), record.get("max_dollars")
+        if stop_at and budget and stop_at <= time.time():
+            lines.append(
+                f"launch {record['id']} stopped on its budget of ${budget:g}: more workers "
+                "later resume the job (cheerful fleet up --job ...)"
+            )
+    return lines
 
 
 def _delete_template(ec2, template_id: str | None) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from cheerful.errors import ConfigError
 
 from . import DEFAULT_IDLE_EXIT_S
+from .budget import HARD_STOP_AFTER_S
 
 __all__ = ["USER_DATA_LIMIT", "BootSpec", "render_user_data"]
 
@@ -44,6 +45,11 @@ class BootSpec:
     slots: int | None = None
     idle_exit: float = DEFAULT_IDLE_EXIT_S
     grace: float = 30.0
+    setup: tuple[str, ...] = ()
+    """Shell commands run once, before the worker starts (their output goes to the log)."""
+    stop_at: float | None = None
+    """A unix time by which the worker stops (the fleet's budget); the instance powers off
+    a few minutes later whatever happens."""
 
 
 def render_user_data(spec: BootSpec) -> str:
@@ -55,14 +61,18 @@ def render_user_data(spec: BootSpec) -> str:
         worker += ["--job", spec.job]
     if spec.slots:
         worker += ["--slots", str(spec.slots)]
+    if spec.stop_at is not None:
+        worker += ["--stop-at", f"{spec.stop_at:.0f}"]
     values = {
         "BACKEND": spec.backend,
         "WHEEL_KEY": spec.wheel_key,
         "REQUIREMENTS_KEY": spec.requirements_key or "",
         "PYTHON_VERSION": spec.python,
         "WORKER_OPTIONS": shlex.join(worker),
+        "HARD_STOP": "" if spec.stop_at is None else f"{spec.stop_at + HARD_STOP_AFTER_S:.0f}",
     }
     header = "\n".join(f"CHEERFUL_{k}={shlex.quote(v)}" for k, v in values.items())
+    header += "\nCHEERFUL_SETUP=(" + " ".join(shlex.quote(c) for c in spec.setup) + ")"
     script = _TEMPLATE.replace("@VALUES@", header).replace("@IMDS@", EC2_METADATA_URL)
     size = len(script.encode())
     if size > USER_DATA_LIMIT:
@@ -121,10 +131,21 @@ else:
 PYTHON
 }
 
+failed() {  # failed WHAT COMMAND CODE: record why this instance gives up
+    say "$1 failed (exit code $3): $2"
+    printf '{"node": "%s", "state": "%s failed", "command": %s, "exit_code": %s, "at": %s}\n' \
+        "$NODE" "$1" "$(printf '%s' "$2" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()))')" \
+        "$3" "$(date +%s)" >"$CHEERFUL_ROOT/boot.json"
+    store put "fleet/boot/$NODE.json" "$CHEERFUL_ROOT/boot.json" || say "could not record it"
+}
+
 finish() {
     code=$?
     say "bootstrap ends (exit code $code)"
     if [ -x "$PY" ]; then
+        if [ "$code" != 0 ] && [ ! -e "$CHEERFUL_ROOT/boot.json" ]; then
+            failed bootstrap "the bootstrap (see fleet/boot/$NODE.log)" "$code"
+        fi
         store put "fleet/boot/$NODE.log" "$LOG" || say "could not upload this log"
     fi
     if [ "$CHEERFUL_POWEROFF" = 1 ]; then
@@ -156,6 +177,19 @@ store get "$CHEERFUL_WHEEL_KEY" "$WHEEL" || exit 1
 if [ -n "$CHEERFUL_REQUIREMENTS_KEY" ]; then
     store get "$CHEERFUL_REQUIREMENTS_KEY" "$BUNDLE/requirements.txt" || exit 1
     "$UV" pip install -q --python "$PY" -r "$BUNDLE/requirements.txt" || exit 1
+fi
+
+for command in "${CHEERFUL_SETUP[@]}"; do
+    say "setup: $command"
+    bash -c "$command"
+    status=$?
+    if [ "$status" != 0 ]; then
+        failed setup "$command" "$status"
+        exit 1
+    fi
+done
+if [ -n "$CHEERFUL_HARD_STOP" ] && [ "$CHEERFUL_POWEROFF" = 1 ]; then  # the budget's backstop
+    (sleep $(( CHEERFUL_HARD_STOP - $(date +%s) )) && shutdown -h now) >/dev/null 2>&1 &
 fi
 
 METADATA=()

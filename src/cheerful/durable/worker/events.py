@@ -41,6 +41,8 @@ class Config:
     prefetch: int = 0
     store_timeout: float | None = 300.0
     """Leave when the store has failed for this long (None: never)."""
+    stop_at: float | None = None
+    """When to stop taking work and leave (the fleet's budget), on the clock of ``now``."""
 
     @property
     def heartbeat(self) -> float:
@@ -170,7 +172,7 @@ class CheckIdle:
 @dataclass(frozen=True)
 class Exit:
     """Leave: nothing is held any more. ``reason`` is "idle", "job settled", "stopped",
-    "grace expired", "spot interruption", "rebalance" or "store failing"."""
+    "grace expired", "spot interruption", "rebalance", "budget" or "store failing"."""
 
     reason: str
 

@@ -46,7 +46,7 @@ class TaskLogs:
                 continue
             text = data[span[0] : span[1]] if span else b""
             if error is not None:
-                text += _newline(text) + error.traceback.encode("utf-8", "replace")
+                text += _newline(text) + _failure_note(error).encode("utf-8", "replace")
             logs[index] = self._put(run.job.id, index, attempt, text)
         return {i: key for i, key in logs.items() if key}
 
@@ -84,3 +84,12 @@ def _read(path: str) -> bytes:
 def _newline(text: bytes) -> bytes:
     """A newline to end ``text`` with, if it needs one."""
     return b"\n" if text and not text.endswith(b"\n") else b""
+
+
+def _failure_note(error) -> str:
+    """What a failed attempt's log ends with: the traceback of a Python task; for a
+    command, which only says how it ended (its own output is the log), one line."""
+    if error.type_name.endswith("CommandFailed"):
+        first = error.message.splitlines()[0] if error.message else "the command failed"
+        return f"[cheerful] {first}\n"
+    return error.traceback

@@ -26,6 +26,7 @@ from cheerful.pool import Crashed, Done, Work
 
 from .. import layout
 from ..counts import settled
+from ..files import JobFiles, unpack
 from ..messages import ChunkMessage, MalformedMessage
 from ..queues.base import BATCH_SIZE, Message
 from .events import (
@@ -90,6 +91,7 @@ class Loop:
         self.node_due = 0.0
         self.tally = dict.fromkeys(("duplicates", "dead_lettered", "released"), 0)
         self.check_failed = False  # asking whether work is left failed once: said so
+        self.templates: dict[str, str] = {}  # job -> its unpacked files
 
     def run(self) -> WorkerSummary:
         try:
@@ -191,6 +193,10 @@ class Loop:
             return Delivery(m.receipt, None, problem=str(exc))
         first = plan.first_attempts(message.chunk)
         code = plan.code(message.chunk)
+        try:
+            self._unpack_files(message.job)
+        except ConfigError as exc:  # the job's files are gone or damaged: it cannot run
+            return Delivery(m.receipt, message, spec, problem=str(exc), inputs=inputs)
         return Delivery(m.receipt, message, spec, recorded=recorded, inputs=inputs,
                         first_attempts=first, code=code)
 
@@ -244,11 +250,22 @@ class Loop:
             len(run.message.indices),
             run.job.star,
             run.job.id,
+            run.attempts,
+            self.templates.get(run.job.id),
         )
         code_key = run.code or layout.code(run.job.id)
         code = self.jobs.code(run.job.id, code_key)
         self.counters.touch(run.job.id)
         self.pool.send(Work(run.work_id, code_key, code, packed, run.job.seed))
+
+    def _unpack_files(self, job: str) -> None:
+        """Unpack the job's files once (they are the template of every task's directory)."""
+        if job in self.templates:
+            return
+        shipped = JobFiles.from_manifest(self.jobs.manifests[job].get("files"))
+        if shipped is not None:
+            where = os.path.join(self.log_dir, "files", shipped.digest)
+            self.templates[job] = str(unpack(self.store, shipped.digest, where))
 
     def _check_idle(self) -> None:
         """Before leaving idle: are messages of the jobs served still out? Is the one job

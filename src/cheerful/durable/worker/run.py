@@ -12,6 +12,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from typing import Any
 
 from cheerful.errors import ConfigError
@@ -39,6 +40,7 @@ def run_worker(
     stop_event: threading.Event | None = None,
     metadata_url: str | None = None,
     store_timeout: float | None = 300.0,
+    stop_at: float | None = None,
 ) -> WorkerSummary:
     """Run chunks from ``backend``'s queue until stopped or idle; return what was done.
 
@@ -52,7 +54,8 @@ def run_worker(
     messages are released (a second signal releases them at once). ``node`` names the
     machine in the worker's id (default: the host name). When the store keeps failing (a
     full disk, no rights) for ``store_timeout`` seconds, the worker releases what it holds
-    and leaves with reason "store failing" (None: it never gives up).
+    and leaves with reason "store failing" (None: it never gives up). At ``stop_at`` (a
+    unix time: a fleet's budget) it stops as on a stop signal and leaves with "budget".
 
     With ``job``, the worker leaves as soon as that job is settled. Idle, it leaves after
     ``idle_exit`` seconds, but not while messages of the jobs it serves are held by other
@@ -68,6 +71,8 @@ def run_worker(
     "rebalance".
     """
     config = _config(job, slots, idle_exit, visibility, grace, store_timeout)
+    if stop_at is not None:  # on the loop's clock
+        config = dataclasses.replace(config, stop_at=time.monotonic() + stop_at - time.time())
     worker = worker_id(node)
     if metadata_url is None:
         metadata_url = os.environ.get(METADATA_URL_ENV) or None

@@ -38,6 +38,7 @@ from cheerful.serialize import dumps, loads, loads_oob, pack_result
 from cheerful.task import Chunk, ChunkResult, ErrorInfo
 
 from ..checkpoints import DurableContext, set_context
+from .places import TaskPlaces
 
 __all__ = ["LoggedResult", "PackedChunk", "SlotPool", "log_path"]
 
@@ -53,7 +54,9 @@ class PackedChunk:
     inputs: bytes
     count: int
     star: bool = False
-    job: str = ""  # whose checkpoints the tasks save
+    job: str = ""  # whose checkpoints and outputs the tasks save
+    attempts: tuple[int, ...] = ()  # the try each task of ``indices`` is on
+    template: str | None = None  # the job's unpacked files: each task runs in a copy
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
     set_levels(())
     _standard_streams()
     fn_key, fn, problem, job = "", None, None, None
+    places = TaskPlaces(os.path.join(log_dir, f"slot-{position}"), store)
     while (received := receive_work(conn)) is not None:
         header, payload, buffers = received
         work_id, key, fn_bytes, seed = header[0], header[FN_KEY], header[FN_BYTES], header[SEED]
@@ -181,7 +185,9 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
             job = packed.job
             set_context(DurableContext(store, job, leaving))
         capture_to = _Capture(log_path(log_dir, work_id), marks, starts, offsets, position)
-        result = capture_to.run(fn, problem, packed, seed)
+        tries = dict(zip(packed.indices, packed.attempts, strict=False))
+        placed = places.wrap(fn, packed.job, packed.template, tries) if fn is not None else fn
+        result = capture_to.run(placed, problem, packed, seed)
         conn.send_bytes(pack_result(result))
 
 

@@ -63,19 +63,13 @@ SETTLE_CHECK_S = 2.0
 settled (then it leaves)."""
 
 INTERRUPTION_GRACE_S = 10.0
-"""Longest grace running chunks get after a spot interruption notice (``grace`` if less).
-
-Well under the notice's two minutes: the notice is seen up to a poll (5 s) late, the
-instance may go before the time announced, and after the grace the worker still has to
-kill its slots, release the messages, write its counters and heartbeat (seconds against a
-remote queue and store). A chunk that cannot finish in 10 s would rarely finish in two
-minutes either; released at once, it starts again on another worker within seconds,
-whereas a message held by a vanished instance comes back only after its visibility
-timeout."""
+"""Longest grace running chunks get after a spot interruption notice (``grace`` if less):
+well under the notice's two minutes (it is seen up to a poll late; then the worker still
+kills slots, releases messages and writes its counters). Released at once, a chunk runs
+again elsewhere within seconds; held by a vanished instance, only after its visibility."""
 NOTICE_KINDS = ("interruption", "rebalance")
 """The kinds of :meth:`WorkerState.notice` (as :class:`cheerful.durable.worker.spot.SpotNotice`)."""
-SPOT_INTERRUPTION = "spot interruption"
-JOB_SETTLED = "job settled"
+SPOT_INTERRUPTION, JOB_SETTLED, BUDGET = "spot interruption", "job settled", "budget"
 REBALANCE = "rebalance"
 GRACE_EXPIRED = "grace expired"
 
@@ -274,6 +268,9 @@ class WorkerState:
         actions: list[Action] = []
         if self.deadline is not None and now >= self.deadline:
             return self._give_up(self._expired())
+        stop_at = self.config.stop_at
+        if stop_at is not None and now >= stop_at and self.leaving is None:
+            actions += self._wind_down(now, BUDGET, now + self.config.grace)
         if now >= self._last_extend + self.config.heartbeat:
             self._last_extend = now
             receipts = tuple(r for r, c in self.chunks.items() if not c.lost)
@@ -342,6 +339,8 @@ class WorkerState:
             return DeadLetter(d.receipt, f"job {m.job!r} not found{why}")
         if d.cancelled:
             return Delete((d.receipt,), "job cancelled")
+        if d.problem:
+            return DeadLetter(d.receipt, f"cannot run: {d.problem}")
         if self.config.job is not None and m.job != self.config.job:
             return Release((d.receipt,), "another job's message")
         if _out_of_range(m.indices, d.job.tasks):
