@@ -104,7 +104,17 @@ class FakeImds:
         if self.refuse or token not in self.tokens or token in self.revoked:
             return 401, b""
         found = {ACTION_PATH: self.action, REBALANCE_PATH: self.recommendation}.get(path)
+        found = found if found is not None else IDENTITY.get(path)
         return (404, b"") if found is None else (200, found)
+
+
+IDENTITY = {
+    "/latest/meta-data/instance-id": b"i-0fake0123456789",
+    "/latest/meta-data/instance-type": b"c6i.large",
+    "/latest/meta-data/placement/availability-zone": b"us-east-1b",
+    "/latest/meta-data/instance-life-cycle": b"spot",
+}
+"""What the fake says the instance is."""
 
 
 def _handler(fake: FakeImds) -> type[BaseHTTPRequestHandler]:

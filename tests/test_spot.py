@@ -214,3 +214,13 @@ def test_no_metadata_url_means_no_polling(tmp_path, monkeypatch):
             assert run_worker(backend, slots=1, idle_exit=0.5).reason == "idle"
             timer.join()
     assert seen and "cheerful-spot" not in seen
+
+
+def test_the_watcher_reads_what_the_instance_is_once():
+    with FakeImds() as imds:
+        watcher = SpotWatcher(imds.url)
+        assert watcher.identity == {}
+        found = watcher.read_identity()
+    assert found == {"id": "i-0fake0123456789", "type": "c6i.large", "zone": "us-east-1b",
+                     "lifecycle": "spot"}  # fmt: skip
+    assert watcher.identity == found

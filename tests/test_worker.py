@@ -188,7 +188,10 @@ def test_the_worker_writes_its_counters_and_heartbeat(backend):
     status = json.loads(backend.store.get(layout.status(job.id, summary.worker)))
     assert status["done"] == 30 and status["failed"] == 0 and status["running"] == 0
     node = json.loads(backend.store.get(layout.node(summary.worker)))
-    assert node["state"] == "stopped" and node["slots"] == 2 and node["jobs"] == [job.id]
+    assert node["state"] == "stopped" and node["slots"] == 2 and list(node["jobs"]) == [job.id]
+    assert node["jobs"][job.id] == {"chunks": 3, "done": 30, "failed": 0, "running": 0}
+    assert node["host"] and node["pid"] == os.getpid() and node["running"] == []
+    assert node["usage"]["cores"] >= 1 and node["usage"]["memory_total"] > 0
 
 
 def test_idle_exit_leaves_an_empty_queue(backend):

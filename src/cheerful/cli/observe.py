@@ -27,8 +27,24 @@ __all__ = ["attach", "json_lines", "logs", "opened", "results", "status", "write
 @click.command()
 @click.argument("job_id", metavar="[JOB]", required=False)
 @backend_option
-def status(job_id: str | None, backend: str) -> None:
-    """List the jobs of the backend, or show one JOB's counts and failures."""
+@click.option("--watch", is_flag=True, help="a live view, refreshed every few seconds")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="with --watch: seconds between two refreshes",
+)
+def status(job_id: str | None, backend: str, watch: bool, every: float) -> None:
+    """List the jobs of the backend, or show one JOB's counts and failures (--watch: live)."""
+    if watch:
+        from .watch import watch as live
+
+        with opened(backend) as there:
+            if job_id is not None:
+                attach(job_id, there)  # an unknown job is an error, not an empty view
+            live(there, job_id, every)
+        return
     with opened(backend) as there:
         if job_id is None:
             _print_jobs(there, backend)

@@ -303,11 +303,11 @@ class Job:
     def download_files(self, directory: str | os.PathLike[str]) -> dict[int, int]:
         """Write every task's output files to ``directory/<task>/...``; return how many
         files each task that left some had."""
-        view, root, counts = self._view(), Path(directory), {}
+        view, root, counts, store = self._view(), Path(directory), {}, self.backend.store
+        stored = set(store.list(layout.outputs_prefix(self.id)))  # one listing: no blind reads
         for index, state in enumerate(view.state):
-            if state != MISSING:
-                attempt = view.attempts.get(index, 1)
-                store = self.backend.store
+            attempt = view.attempts.get(index, 1)
+            if state != MISSING and layout.output(self.id, index, attempt) in stored:
                 count = download_outputs(store, self.id, index, attempt, root / str(index))
                 if count:
                     counts[index] = count

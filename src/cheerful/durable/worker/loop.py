@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 
@@ -44,6 +43,7 @@ from .events import (
 )
 from .jobs import Counters, JobCache
 from .logs import TaskLogs
+from .node import NODE_EVERY_S, TASKS_SHOWN, Usage, heartbeat
 from .slots import PackedChunk, SlotPool
 from .spot import SpotWatcher
 from .state import SPOT_INTERRUPTION, WorkerState
@@ -55,8 +55,6 @@ POLL_S = 1.0
 """Longest wait for a message while no slot is busy: a stop signal is seen within it."""
 WAIT_S = 0.2
 """Longest wait for a slot while some are busy (heartbeats, timeouts and stops run between)."""
-NODE_EVERY_S = 10.0
-"""Seconds between two writes of the worker's heartbeat file ``nodes/<worker>.json``."""
 DELETE_BATCH_S = 1.0
 """On a remote queue, finished chunks' messages wait at most this long for a batch delete."""
 
@@ -92,6 +90,7 @@ class Loop:
         self.tally = dict.fromkeys(("duplicates", "dead_lettered", "released"), 0)
         self.check_failed = False  # asking whether work is left failed once: said so
         self.templates: dict[str, str] = {}  # job -> its unpacked files
+        self.usage = Usage()
 
     def run(self) -> WorkerSummary:
         try:
@@ -408,21 +407,35 @@ class Loop:
             self.trouble.failed(now, "writing the counters", exc)
         if now >= self.node_due:
             self.node_due = now + NODE_EVERY_S
-            self._write_node("running")
+            self._write_node()
 
-    def _write_node(self, state: str) -> None:
-        node = {
-            "worker": self.worker,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "slots": self.config.slots,
-            "busy": self.pool.workers - self.pool.idle() if state == "running" else 0,
-            "jobs": sorted(self.counters.jobs),
-            "state": state,
-            "started": time.time() - (time.monotonic() - self.started),
-            "updated": time.time(),
-            **self.counters.totals(),
+    def _write_node(self, state: str | None = None) -> None:
+        """Write the heartbeat (see :mod:`.node`); ``state`` None: as the worker is now."""
+        now, wall = time.monotonic(), time.time()
+        if state is None:
+            state = "leaving" if self.state.leaving else "running" if self.state.chunks else "idle"
+        running = [
+            {"job": job, "chunk": chunk, "tasks": list(tasks[:TASKS_SHOWN]),
+             "task_count": len(tasks), "since": wall - (now - since), "attempt": attempt}
+            for job, chunk, tasks, since, attempt in self.state.running_chunks()
+        ]  # fmt: skip
+        jobs = {
+            job: {**counts, "running": self.state.running_tasks(job)}
+            for job, counts in self.counters.jobs.items()
         }
+        notice = self.watcher.latest if self.watcher is not None else None
+        node = heartbeat(
+            worker=self.worker,
+            state=state,
+            slots=self.config.slots,
+            busy=self.pool.workers - self.pool.idle() if running else 0,
+            started=wall - (now - self.started),
+            chunks=running,
+            jobs=jobs,
+            usage=self.usage.read(),
+            instance=self.watcher.identity if self.watcher is not None else {},
+            notice=None if notice is None else str(notice),
+        )
         try:
             self.store.put(layout.node(self.worker), json.dumps(node).encode())
         except BackendError as exc:

@@ -55,6 +55,13 @@ TOKEN_MARGIN_S = 300.0
 TOKEN_PATH = "/latest/api/token"
 INSTANCE_ACTION_PATH = "/latest/meta-data/spot/instance-action"
 REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
+IDENTITY_PATHS = {
+    "id": "/latest/meta-data/instance-id",
+    "type": "/latest/meta-data/instance-type",
+    "zone": "/latest/meta-data/placement/availability-zone",
+    "lifecycle": "/latest/meta-data/instance-life-cycle",
+}
+"""What a worker reads once about its instance (its heartbeat shows it)."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +115,33 @@ class SpotWatcher:
         self._token_due = 0.0
         self._warned = False
         self._latest: SpotNotice | None = None
+        self._identity: dict[str, str] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What the instance is (``id``, ``type``, ``zone``, ``lifecycle``: spot or
+        on-demand), read once when polling starts ({} until then, or off EC2)."""
+        with self._lock:
+            return dict(self._identity)
+
+    def read_identity(self) -> dict[str, str]:
+        """Ask the metadata service what this instance is (an error: what is known)."""
+        found = {}
+        for name, path in IDENTITY_PATHS.items():
+            try:
+                body = self._get(path)
+            except (OSError, http.client.HTTPException, ValueError):
+                break
+            if body is not None:
+                found[name] = body.decode("utf-8", "replace").strip()
+        if found.get("lifecycle") == "normal":
+            found["lifecycle"] = "on-demand"
+        with self._lock:
+            self._identity = found
+        return found
 
     @property
     def latest(self) -> SpotNotice | None:
@@ -158,6 +189,7 @@ class SpotWatcher:
     # Polling.
 
     def _watch(self) -> None:
+        self.read_identity()
         while not self._closed.is_set():
             notice = self.check()
             if notice is not None and notice.kind == "interruption":

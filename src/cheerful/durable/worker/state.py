@@ -30,15 +30,11 @@ What it decides:
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from cheerful.pool import MAX_START_CRASHES
 from cheerful.task import ChunkResult, ErrorInfo
 
-from ..messages import ChunkMessage
 from .events import (
     Action,
     CheckIdle,
@@ -48,13 +44,13 @@ from .events import (
     Delivery,
     Exit,
     Extend,
-    JobSpec,
     Kill,
     Record,
     Release,
     Run,
 )
 from .failures import crash_error, missing_outcome, timeout_error
+from .held import HeldChunk, note_log, out_of_range, unzip
 
 __all__ = ["INTERRUPTION_GRACE_S", "JOB_SETTLED", "NOTICE_KINDS", "SETTLE_CHECK_S", "WorkerState"]
 
@@ -77,35 +73,12 @@ GRACE_EXPIRED = "grace expired"
 # --- the state --------------------------------------------------------------------------
 
 
-@dataclass
-class _Chunk:
-    """A held message and the progress of its tasks."""
-
-    receipt: str
-    message: ChunkMessage
-    job: JobSpec
-    inputs: bytes
-    values: dict[int, Any] = field(default_factory=dict)
-    errors: dict[int, ErrorInfo] = field(default_factory=dict)
-    attempts: dict[int, int] = field(default_factory=dict)
-    first: dict[int, int] = field(default_factory=dict)  # attempt each task starts at
-    code: str | None = None
-    logs: dict[int, str] = field(default_factory=dict)
-    todo: deque[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=deque)
-    runs: set[int] = field(default_factory=set)
-    seconds: float = 0.0
-    started: bool = False
-    recording: bool = False
-    lost: bool = False
-    start_crashes: int = 0
-
-
 class WorkerState:
     """Everything a worker holds and decides; see the module docstring."""
 
     def __init__(self, config: Config, now: float) -> None:
         self.config = config
-        self.chunks: dict[str, _Chunk] = {}  # by receipt, in arrival order
+        self.chunks: dict[str, HeldChunk] = {}  # by receipt, in arrival order
         self.runs: dict[int, Run] = {}
         self.kills: dict[int, int | None] = {}  # work_id -> the index that overran
         self.leaving: str | None = None  # the reason to exit once nothing is held
@@ -133,6 +106,16 @@ class WorkerState:
             if c.job.id == job and c.started and not c.recording
         )
 
+    def running_chunks(self) -> list[tuple[str, int, tuple[int, ...], float, int]]:
+        """``(job, chunk, tasks, started, attempt)`` of each chunk running (``started`` on
+        the clock of ``now``; ``attempt`` the highest of its tasks')."""
+        return [
+            (c.job.id, c.message.chunk, tuple(c.message.indices[:20]), c.since,
+             max([*c.attempts.values(), *(a for r in c.runs for a in self.runs[r].attempts)], default=1))
+            for c in self.chunks.values()
+            if c.started and not c.recording
+        ]  # fmt: skip
+
     def held(self) -> tuple[str, ...]:
         """Receipts of every message held now."""
         return tuple(self.chunks)
@@ -153,7 +136,7 @@ class WorkerState:
                 actions.append(verdict)
         if not self.chunks and self._idle_since is None:
             self._idle_since = now
-        return actions + self._dispatch()
+        return actions + self._dispatch(now)
 
     def done(
         self, now: float, work_id: int, result: ChunkResult, logs: Mapping[int, str]
@@ -166,14 +149,14 @@ class WorkerState:
             return []
         chunk = self.chunks[run.receipt]
         if result.unloadable:  # its inputs do not decode: no task can ever run from it
-            return self._reject(chunk, result)
+            return self._reject(chunk, result, now)
         chunk.runs.discard(work_id)
         chunk.seconds += result.seconds
         values = dict(zip(result.indices, result.values, strict=True))
         retry = []
         for index, attempt in zip(run.indices, run.attempts, strict=True):
             chunk.attempts[index] = attempt
-            _note_log(chunk, index, logs.get(index, ""))
+            note_log(chunk, index, logs.get(index, ""))
             error = result.errors.get(index) if index in values else missing_outcome(index)
             if error is None:
                 chunk.values[index] = values[index]
@@ -181,8 +164,8 @@ class WorkerState:
             elif self._failed(chunk, index, attempt, error):
                 retry.append((index, attempt + 1))
         if retry:
-            chunk.todo.append(_unzip(retry))
-        return self._progress(chunk)
+            chunk.todo.append(unzip(retry))
+        return self._progress(chunk, now)
 
     def crashed(
         self,
@@ -211,14 +194,14 @@ class WorkerState:
         if blamed is not None:
             attempt = attempts[blamed]
             chunk.attempts[blamed] = attempt
-            _note_log(chunk, blamed, log)
+            note_log(chunk, blamed, log)
             if overran == blamed:
                 error = timeout_error(blamed, run.job)
             else:
                 error = crash_error(blamed, reason, exitcode, signal)
             if self._failed(chunk, blamed, attempt, error):
                 chunk.todo.append(((blamed,), (attempt + 1,)))
-        return self._progress(chunk)
+        return self._progress(chunk, now)
 
     def idle_checked(self, now: float, *, pending: bool, settled: bool) -> list[Action]:
         """The loop asked the queue after a :class:`CheckIdle`: ``pending``, messages of
@@ -343,7 +326,7 @@ class WorkerState:
             return DeadLetter(d.receipt, f"cannot run: {d.problem}")
         if self.config.job is not None and m.job != self.config.job:
             return Release((d.receipt,), "another job's message")
-        if _out_of_range(m.indices, d.job.tasks):
+        if out_of_range(m.indices, d.job.tasks):
             return DeadLetter(
                 d.receipt,
                 f"malformed message: task indices out of range 0..{d.job.tasks - 1} or repeated",
@@ -352,7 +335,7 @@ class WorkerState:
             return Delete((d.receipt,), "result already stored")
         return None
 
-    def _blame(self, chunk: _Chunk, run: Run, index: int | None, overran: int | None):
+    def _blame(self, chunk: HeldChunk, run: Run, index: int | None, overran: int | None):
         """The task a crash is pinned on, or None when no task is to blame."""
         if overran is not None:  # this worker killed it: the overrunning task, if still on
             return index if index == overran else None
@@ -364,14 +347,14 @@ class WorkerState:
 
     def _accept(self, d: Delivery) -> None:
         assert d.message is not None and d.job is not None
-        chunk = _Chunk(d.receipt, d.message, d.job, d.inputs, code=d.code)
+        chunk = HeldChunk(d.receipt, d.message, d.job, d.inputs, code=d.code)
         indices = tuple(d.message.indices)
         first = d.first_attempts or (1,) * len(indices)
         chunk.first = dict(zip(indices, first, strict=True))
         chunk.todo.append((indices, tuple(first)))
         self.chunks[d.receipt] = chunk
 
-    def _reject(self, chunk: _Chunk, result: ChunkResult) -> list[Action]:
+    def _reject(self, chunk: HeldChunk, result: ChunkResult, now: float) -> list[Action]:
         """Dead-letter a held chunk whose message cannot be run, with the slot's reason."""
         for work_id in chunk.runs:
             self.runs.pop(work_id, None)
@@ -379,23 +362,23 @@ class WorkerState:
         error = next(iter(result.errors.values()), None)
         why = f"{error.type_name}: {error.message}" if error is not None else "unreadable"
         reason = f"malformed message: its inputs cannot be read: {why}"
-        return [DeadLetter(chunk.receipt, reason), *self._dispatch()]
+        return [DeadLetter(chunk.receipt, reason), *self._dispatch(now)]
 
-    def _failed(self, chunk: _Chunk, index: int, attempt: int, error: ErrorInfo) -> bool:
+    def _failed(self, chunk: HeldChunk, index: int, attempt: int, error: ErrorInfo) -> bool:
         """Note a failed attempt; True when the task gets another one (each delivery of a
         chunk gives a task ``retries + 1`` attempts, numbered on from its earlier ones)."""
         chunk.values.pop(index, None)
         chunk.errors[index] = error
         return attempt < chunk.first.get(index, 1) + chunk.job.retries
 
-    def _progress(self, chunk: _Chunk) -> list[Action]:
-        actions = self._dispatch()
+    def _progress(self, chunk: HeldChunk, now: float) -> list[Action]:
+        actions = self._dispatch(now)
         if not chunk.todo and not chunk.runs and not chunk.recording:
             chunk.recording = True
             actions.append(self._record(chunk))
         return actions
 
-    def _dispatch(self) -> list[Action]:
+    def _dispatch(self, now: float) -> list[Action]:
         """Give free slots the waiting runs, oldest chunk first."""
         actions: list[Action] = []
         for chunk in self.chunks.values():
@@ -415,11 +398,12 @@ class WorkerState:
                 )
                 self.runs[run.work_id] = run
                 chunk.runs.add(run.work_id)
+                chunk.since = chunk.since if chunk.started else now
                 chunk.started = True
                 actions.append(run)
         return actions
 
-    def _record(self, chunk: _Chunk) -> Record:
+    def _record(self, chunk: HeldChunk) -> Record:
         indices = tuple(chunk.message.indices)
         values = [chunk.values.get(i) for i in indices]
         errors = {i: chunk.errors[i] for i in indices if i in chunk.errors}
@@ -478,22 +462,3 @@ class WorkerState:
     def _exit(self, reason: str) -> list[Action]:
         self.exited = reason
         return [Exit(reason)]
-
-
-def _out_of_range(indices, tasks: int) -> bool:
-    """True if a task number is not below ``tasks`` or appears twice."""
-    if isinstance(indices, range):
-        return indices.step != 1 or len(indices) == 0 or indices[-1] >= tasks
-    return any(i >= tasks for i in indices) or len(set(indices)) != len(indices)
-
-
-def _note_log(chunk: _Chunk, index: int, key: str) -> None:
-    """The record names the log of a task's last attempt; none if that one was silent."""
-    if key:
-        chunk.logs[index] = key
-    else:
-        chunk.logs.pop(index, None)
-
-
-def _unzip(pairs: list[tuple[int, int]]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    return tuple(i for i, _ in pairs), tuple(a for _, a in pairs)
