@@ -218,11 +218,13 @@ def test_command_mode_and_the_backend_from_the_environment(url, files):
     with open_backend(url) as backend:
         drain(backend)
     rows = cli("results", result.stdout.strip(), env=env).stdout.splitlines()
-    assert json.loads(rows[1]) == {
+    row = json.loads(rows[1])
+    assert {k: row[k] for k in ("index", "ok", "value")} == {
         "index": 1,
         "ok": True,
         "value": {"exit_code": 0, "stdout": "b-1\n"},
     }
+    assert row["status"] == "done" and row["env"] == {"i": 1, "word": "b"}
 
 
 def test_results_formats_and_errors(url, tmp_path):

@@ -78,7 +78,8 @@ def test_submit_stores_code_and_manifest_once_and_one_message_per_chunk(backend)
     job = cf.submit(square, range(10), backend=backend, chunk_size=3, seed=5, name="sq")
     assert job.id.startswith("sq-") and job.name == "sq" and job.tasks == 10
     prefix = layout.job_prefix(job.id)
-    assert keys(backend, job) == [f"{prefix}/{name}" for name in ("code.pkl", "manifest.json", "submitted")]
+    names = ("code.pkl", "items.pkl", "manifest.json", "submitted")
+    assert keys(backend, job) == [f"{prefix}/{name}" for name in names]
     manifest = json.loads(backend.store.get(layout.manifest(job.id)))
     assert manifest["id"] == job.id
     assert manifest["kind"] == "function" and manifest["label"] == "square"

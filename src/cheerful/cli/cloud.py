@@ -17,10 +17,9 @@ import click
 from cheerful.errors import CheerfulError
 
 from .console import command_line, err, plural
-from .observe import write_results
 from .signals import StopSignals
 
-__all__ = ["CLOUD_OPTIONS", "check_cloud", "cloud_options", "run_on_fleet", "write_results"]
+__all__ = ["CLOUD_OPTIONS", "check_cloud", "cloud_options", "run_on_fleet"]
 
 CLOUD_OPTIONS = ("fleet", "types", "setup", "max_dollars", "max_price", "requirements")
 """The options of ``cheerful run`` that launch cloud workers."""

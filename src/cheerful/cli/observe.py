@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import pickle
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +13,12 @@ from rich.table import Table
 from cheerful.errors import CheerfulError
 
 from .console import backend_option, command_line, err, out, plural
+from .tables import FORMATS, format_of, write_results
 
 if TYPE_CHECKING:
     from cheerful.durable.backends import Backend
 
-__all__ = ["attach", "json_lines", "logs", "opened", "results", "status", "write_results"]
+__all__ = ["attach", "logs", "opened", "results", "status"]
 
 
 @click.command()
@@ -164,10 +161,10 @@ def _when(timestamp: float) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["jsonl", "pickle"]),
-    default="jsonl",
-    show_default=True,
-    help="JSON lines, or a pickled list (needs --out)",
+    type=click.Choice(list(FORMATS)),
+    help="JSON lines (one per task: its result or error, status, attempts, seconds, "
+    "worker, env), a table of one row per task (csv; parquet needs pandas and pyarrow), "
+    "or a pickled list (needs --out) [default: by --out's suffix, else jsonl]",
 )
 @click.option(
     "--errors",
@@ -192,43 +189,26 @@ def results(
     job_id: str,
     backend: str,
     out_file: str | None,
-    fmt: str,
+    fmt: str | None,
     errors: str,
     files_dir: str | None,
     partial: bool,
 ) -> None:
-    """Write the results of JOB, in task order (JSON lines: index, ok, value or error).
+    """Write the results of JOB, in task order: JSON lines (one per task: index, ok, value
+    or error, status, attempts, seconds, worker, env), a table (csv, parquet) or a pickle.
 
     A job that is not finished is an error (exit code 2) unless --partial."""
-    from cheerful.task import Failure
-
-    if fmt == "pickle" and out_file is None:
-        raise click.UsageError("--format pickle writes binary data: give --out FILE")
     with opened(backend) as there:
         job = attach(job_id, there)
         status = job.status(exact=True)
         if not status.settled and not partial:
             raise CheerfulError(_unfinished(job, status, backend))
-        values = job.results(errors="return" if partial else errors, wait=False)
+        if not status.settled:
+            err.print(f"job {job.id} is not finished: {status}; writing what is there")
+        write_results(job, out_file, format_of(out_file, fmt), "return" if partial else errors)
         if files_dir is not None:
             counts = job.download_files(files_dir)
             err.print(f"wrote {sum(counts.values())} file(s) of {len(counts)} task(s) to {files_dir}")
-    failed = sum(isinstance(v, Failure) for v in values)
-    if not status.settled:
-        err.print(f"job {job.id} is not finished: {status}; writing what is there")
-    if fmt == "pickle":
-        with open(out_file, "wb") as file:
-            pickle.dump(values, file, protocol=pickle.HIGHEST_PROTOCOL)
-    else:
-        lines = json_lines(values)
-        if out_file is None:
-            for line in lines:
-                sys.stdout.write(line)
-        else:
-            with open(out_file, "w", encoding="utf-8") as file:
-                file.writelines(lines)
-    if out_file is not None:
-        err.print(f"wrote {len(values)} results ({failed} failed) to {out_file}")
 
 
 def _unfinished(job: Any, status: Any, backend: str) -> str:
@@ -240,44 +220,6 @@ def _unfinished(job: Any, status: Any, backend: str) -> str:
         f"`{command_line('status', backend, job.id)}`, or write what is there with "
         f"`{command_line('results', backend, job.id, '--partial')}`"
     )
-
-
-def json_lines(values: list[Any]) -> Iterator[str]:
-    """Each result as a JSON line (``index``, ``ok``, ``value`` or ``error``), in order."""
-    from cheerful.task import Failure
-
-    return (_json_line(i, v, Failure) + "\n" for i, v in enumerate(values))
-
-
-def write_results(job: Any, path: str) -> None:
-    """Write a job's results to ``path`` as JSON lines (failed tasks as error lines)."""
-    from cheerful.task import Failure
-
-    values = job.results(errors="return", wait=False)
-    with open(path, "w", encoding="utf-8") as file:
-        file.writelines(json_lines(values))
-    failed = sum(isinstance(v, Failure) for v in values)
-    err.print(f"wrote {len(values)} results ({failed} failed) to {path}")
-
-
-def _json_line(index: int, value: Any, failure_type: type) -> str:
-    """One result as a JSON line; a value JSON cannot hold is written as its repr."""
-    if isinstance(value, failure_type):
-        exc = value.exception
-        return json.dumps({"index": index, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
-    try:
-        return json.dumps({"index": index, "ok": True, "value": value}, default=_plain)
-    except (TypeError, ValueError):
-        return json.dumps({"index": index, "ok": True, "value": repr(value), "repr": True})
-
-
-def _plain(value: Any) -> Any:
-    """JSON for numpy values (``tolist``) and dataclasses; else TypeError."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @click.command()

@@ -14,10 +14,11 @@ import click
 
 from cheerful.errors import CheerfulError
 
-from .cloud import CLOUD_OPTIONS, check_cloud, cloud_options, run_on_fleet, write_results
+from .cloud import CLOUD_OPTIONS, check_cloud, cloud_options, run_on_fleet
 from .console import command_line, err, out, plural, submit_options
 from .signals import STOPPING, StopSignals
 from .submitting import submit_from_cli
+from .tables import format_of, write_results
 
 __all__ = ["RUN_IDLE_EXIT_S", "run", "submit"]
 
@@ -42,7 +43,12 @@ the caller die without stopping them."""
     type=click.IntRange(min=1),
     help="tasks each worker runs at once [default: CPUs / workers]",
 )
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="write the results here")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False),
+    help="write the results here (by its suffix: .csv, .parquet, else JSON lines)",
+)
 @click.option(
     "--outputs",
     type=click.Path(file_okay=False),
@@ -80,7 +86,7 @@ def run(
         status = _run_here(job, backend, workers, slots)
     elapsed = time.monotonic() - started
     if out_file is not None:
-        write_results(job, out_file)
+        write_results(job, out_file, format_of(out_file))
     if outputs is not None:
         counts = job.download_files(outputs)
         err.print(f"wrote {sum(counts.values())} output file(s) of {len(counts)} task(s) to {outputs}")

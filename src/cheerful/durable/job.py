@@ -294,6 +294,14 @@ class Job:
         except ObjectNotFound:
             return ""
 
+    def results_frame(self) -> Any:
+        """The results as a ``pandas.DataFrame``, one row per task: its env or input, its
+        result (a dict spread into columns), status, error, attempts, seconds, worker
+        (see :mod:`cheerful.durable.frame`; ``pip install 'cheerful[frame]'``)."""
+        from .frame import results_frame
+
+        return results_frame(self)
+
     def files(self, index: int) -> dict[str, bytes]:
         """The files task ``index`` left in its output directory (``cf.output_dir()``,
         ``$CHEERFUL_OUTPUT_DIR``) in the attempt its result came from, by path."""

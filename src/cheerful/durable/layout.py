@@ -5,6 +5,7 @@
     jobs/<job>/manifest.json              spec of the job
     jobs/<job>/code.pkl                   the pickled function, once per job
     jobs/<job>/script                     or the script
+    jobs/<job>/items.pkl                  every task's input, when small (tables of results)
     jobs/<job>/inputs/<ss>/<chunk>        a chunk's payload too big for a message
     jobs/<job>/submitted                  written once every chunk message of the submit is sent
     jobs/<job>/results/<ss>/<chunk>       outcomes of a chunk's tasks, write-once
@@ -84,6 +85,7 @@ __all__ = [
     "code",
     "input",
     "inputs_prefix",
+    "items",
     "job_ids_from_keys",
     "job_prefix",
     "launch",
@@ -164,6 +166,11 @@ def manifest(job: str) -> str:
 def code(job: str) -> str:
     """The key of the job's pickled function."""
     return f"{job_prefix(job)}/code.pkl"
+
+
+def items(job: str) -> str:
+    """The key of the job's pickled inputs (kept when small, for tables of results)."""
+    return f"{job_prefix(job)}/items.pkl"
 
 
 def script(job: str) -> str:

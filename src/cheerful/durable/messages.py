@@ -140,3 +140,5 @@ class ChunkRecord:
     logs: dict[int, str] = field(default_factory=dict)
     worker: str = ""
     finished: float = 0.0
+    seconds: dict[int, float] = field(default_factory=dict)
+    """How long each task's last attempt ran."""

@@ -80,6 +80,8 @@ class JobView:
     logs: dict[int, str] = field(default_factory=dict)
     dead: dict[int, DeadChunk] = field(default_factory=dict)
     cancelled: bool = False
+    seconds: dict[int, float | None] = field(default_factory=dict)
+    workers: dict[int, str] = field(default_factory=dict)
 
     def apply(self, record: ChunkRecord) -> None:
         """Take ``record``'s outcomes (over older ones)."""
@@ -92,6 +94,8 @@ class JobView:
                 self.errors[index] = error
             self.attempts[index] = record.attempts.get(index, 1)
             self.logs[index] = record.logs.get(index, "")
+            self.seconds[index] = (record.seconds or {}).get(index)
+            self.workers[index] = record.worker
 
     def failed(self) -> list[int]:
         """Indices of the failed and the dead tasks, in order."""

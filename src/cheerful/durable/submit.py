@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cheerful.errors import ConfigError, JobError
-from cheerful.serialize import check_function, check_items
+from cheerful.serialize import check_function, check_items, dumps
 from cheerful.task import as_items
 
 from . import layout
@@ -51,6 +51,9 @@ AUTO_CHUNKS = 200
 """The automatic chunk size aims for about this many chunks."""
 AUTO_CHUNKS_REMOTE = 100
 """The same on a backend where every request is paid (SQS + S3)."""
+ITEMS_KEPT_BYTES = 16 * 1024 * 1024
+"""A job whose inputs pickle to at most this keeps them whole (one object), so that a
+table of its results shows each task's env or input beside its result."""
 MAX_NAME = 100
 """The longest job name (the id adds a time stamp and a random part)."""
 
@@ -216,7 +219,7 @@ def _submit(
 ) -> Job:
     backend = open_backend(options.backend)
     code = check_function(fn)
-    check_items(items)
+    items_size = check_items(items)
     packed = pack_files(options, named)
     remote = backend.queue.remote or backend.store.remote
     size = options.chunk_size or auto_chunk_size(len(items), remote=remote)
@@ -231,6 +234,9 @@ def _submit(
         store.put(layout.code(job_id), code)
         if script is not None:
             store.put(layout.script(job_id), script.encode("utf-8"))
+        if items_size <= ITEMS_KEPT_BYTES:  # the envs or inputs of a results table
+            store.put(layout.items(job_id), dumps(items))
+            manifest["items"] = layout.items(job_id)
         store.put(layout.manifest(job_id), json_bytes(manifest))
     except BaseException:
         _forget(backend, job_id)

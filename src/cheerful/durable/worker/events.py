@@ -5,7 +5,7 @@ Plain frozen dataclasses: easy to build in tests, to compare and to log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cheerful.task import ChunkResult
 
@@ -160,6 +160,8 @@ class Record:
     inputs: bytes = b""
     """The chunk's pickled inputs when they came inline in the message (else b""): stored
     at ``inputs/<chunk>`` if a task failed, so that ``retry_failed`` can send it again."""
+    seconds: dict[int, float] = field(default_factory=dict)
+    """How long each task's last attempt ran."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class HeldChunk:
     first: dict[int, int] = field(default_factory=dict)  # attempt each task starts at
     code: str | None = None
     logs: dict[int, str] = field(default_factory=dict)
+    seconds_each: dict[int, float] = field(default_factory=dict)
     todo: deque[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=deque)
     runs: set[int] = field(default_factory=set)
     seconds: float = 0.0

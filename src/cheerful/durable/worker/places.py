@@ -17,6 +17,7 @@ import io
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class TaskPlaces:
 
     def __init__(self, scratch: str | os.PathLike[str], store: Store | None) -> None:
         self.scratch, self.store = Path(scratch), store
+        self.seconds: dict[int, float] = {}  # how long each task of the chunk ran
 
     def wrap(
         self, fn: Callable, job: str, template: str | None, attempts: dict[int, int]
@@ -46,8 +48,12 @@ class TaskPlaces:
 
         def in_place(*args: Any, **kwargs: Any) -> Any:
             index = current_task().index
-            with self.around(job, index, attempts.get(index, 1), template):
-                return fn(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                with self.around(job, index, attempts.get(index, 1), template):
+                    return fn(*args, **kwargs)
+            finally:
+                self.seconds[index] = time.perf_counter() - started
 
         return in_place
 

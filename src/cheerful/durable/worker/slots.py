@@ -12,6 +12,7 @@ timeout and still find the output of a task whose process died.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -65,6 +66,7 @@ class LoggedResult(ChunkResult):
     that wrote anything, in the chunk's log file."""
 
     output: dict[int, tuple[int, int]] = field(default_factory=dict)
+    seconds_each: dict[int, float] = field(default_factory=dict)  # how long each task ran
 
 
 def log_path(log_dir: str, work_id: int) -> str:
@@ -187,7 +189,9 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
         capture_to = _Capture(log_path(log_dir, work_id), marks, starts, offsets, position)
         tries = dict(zip(packed.indices, packed.attempts, strict=False))
         placed = places.wrap(fn, packed.job, packed.template, tries) if fn is not None else fn
+        places.seconds.clear()
         result = capture_to.run(placed, problem, packed, seed)
+        result = dataclasses.replace(result, seconds_each=dict(places.seconds))
         conn.send_bytes(pack_result(result))
 
 

@@ -152,6 +152,7 @@ class WorkerState:
             return self._reject(chunk, result, now)
         chunk.runs.discard(work_id)
         chunk.seconds += result.seconds
+        chunk.seconds_each.update(getattr(result, "seconds_each", None) or {})
         values = dict(zip(result.indices, result.values, strict=True))
         retry = []
         for index, attempt in zip(run.indices, run.attempts, strict=True):
@@ -418,6 +419,7 @@ class WorkerState:
             attempts,
             dict(chunk.logs),
             inline,
+            dict(chunk.seconds_each),
         )
 
     def _overdue(self, now: float, running: Mapping[int, tuple[int, float]]) -> list[Action]:

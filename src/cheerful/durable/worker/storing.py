@@ -117,7 +117,7 @@ class ChunkWriter:
         if result.errors and record.inputs:
             self.store.put(layout.input(job, chunk), record.inputs)
         full = ChunkRecord(
-            job, chunk, result, record.attempts, record.logs, self.worker, time.time()
+            job, chunk, result, record.attempts, record.logs, self.worker, time.time(), record.seconds
         )
         wrote = self.store.put_if_absent(layout.result(job, chunk), _pack(full))
         if wrote:
