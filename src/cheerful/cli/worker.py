@@ -48,6 +48,11 @@ STORE_FAILING_EXIT = 3
     "(http://169.254.169.254 on EC2) [env CHEERFUL_METADATA_URL]",
 )
 @click.option(
+    "--gpus",
+    help="'all', 'auto' (all if any) or a number: one slot per GPU, each task seeing only "
+    "its own device",
+)
+@click.option(
     "--stop-at",
     type=float,
     help="a unix time at which to stop taking work and leave (a fleet's budget)",
@@ -68,6 +73,7 @@ def worker(
     grace: float,
     node: str | None,
     metadata_url: str | None,
+    gpus: str | None,
     stop_at: float | None,
     store_timeout: float,
 ) -> None:
@@ -94,6 +100,7 @@ def worker(
             metadata_url=metadata_url or None,
             store_timeout=None if store_timeout == float("inf") else store_timeout,
             stop_at=stop_at,
+            gpus=None if gpus is None else (gpus if gpus in ("all", "auto") else _count(gpus)),
         )
         err.print(str(summary))
         return STORE_FAILING_EXIT if summary.reason == STORE_FAILING else 0
@@ -101,3 +108,10 @@ def worker(
     code = as_pid_1(serve)  # as PID 1 (a container), under a tiny init that reaps orphans
     if code:
         sys.exit(code)
+
+
+def _count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"--gpus takes 'all' or a number, not {text!r}") from None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cheerful.errors import ConfigError, FleetError
+from cheerful.gpus import has_gpus
 
 from .. import layout
 from ..aws import AwsClients, aws_errors, error_code
@@ -117,6 +118,7 @@ def up(backend: str, *, job: str | None = None, **options: Any) -> Launch:
             slots=opts.slots,
             idle_exit=opts.idle_exit,
             setup=opts.setup,
+            gpus=any(has_gpus(t) for t in opts.types),
         )
         launch.user_data = render_user_data(boot)
         profile = _profile(where, job, opts, launch)

@@ -47,6 +47,8 @@ class BootSpec:
     grace: float = 30.0
     setup: tuple[str, ...] = ()
     """Shell commands run once, before the worker starts (their output goes to the log)."""
+    gpus: bool = False
+    """The instances may have GPUs: the worker runs one slot per GPU it finds."""
     stop_at: float | None = None
     """A unix time by which the worker stops (the fleet's budget); the instance powers off
     a few minutes later whatever happens."""
@@ -63,6 +65,8 @@ def render_user_data(spec: BootSpec) -> str:
         worker += ["--slots", str(spec.slots)]
     if spec.stop_at is not None:
         worker += ["--stop-at", f"{spec.stop_at:.0f}"]
+    if spec.gpus:
+        worker += ["--gpus", "auto"]
     values = {
         "BACKEND": spec.backend,
         "WHEEL_KEY": spec.wheel_key,

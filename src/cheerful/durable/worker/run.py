@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from cheerful.errors import ConfigError
+from cheerful.gpus import gpu_devices
 from cheerful.pool import owned_cores
 
 from .. import layout
@@ -41,6 +42,7 @@ def run_worker(
     metadata_url: str | None = None,
     store_timeout: float | None = 300.0,
     stop_at: float | None = None,
+    gpus: str | int | None = None,
 ) -> WorkerSummary:
     """Run chunks from ``backend``'s queue until stopped or idle; return what was done.
 
@@ -56,6 +58,7 @@ def run_worker(
     full disk, no rights) for ``store_timeout`` seconds, the worker releases what it holds
     and leaves with reason "store failing" (None: it never gives up). At ``stop_at`` (a
     unix time: a fleet's budget) it stops as on a stop signal and leaves with "budget".
+    ``gpus`` ("all" or a count) runs one slot per GPU, each seeing only its own device.
 
     With ``job``, the worker leaves as soon as that job is settled. Idle, it leaves after
     ``idle_exit`` seconds, but not while messages of the jobs it serves are held by other
@@ -70,6 +73,11 @@ def run_worker(
     recommendation it stops receiving, lets running chunks finish and exits with reason
     "rebalance".
     """
+    devices = gpu_devices(gpus)
+    if devices is not None:
+        if slots is not None and slots != len(devices):
+            raise ConfigError(f"with gpus={gpus!r} the worker runs one slot per GPU ({len(devices)})")
+        slots = len(devices)
     config = _config(job, slots, idle_exit, visibility, grace, store_timeout)
     if stop_at is not None:  # on the loop's clock
         config = dataclasses.replace(config, stop_at=time.monotonic() + stop_at - time.time())
@@ -84,7 +92,9 @@ def run_worker(
         with tempfile.TemporaryDirectory(prefix="cheerful-worker-") as log_dir:
             cores_each = max(1, owned_cores() // config.slots)
             store = (opened or backend).store
-            pool = SlotPool(config.slots, log_dir, cores_each=cores_each, store=store)
+            pool = SlotPool(
+                config.slots, log_dir, cores_each=cores_each, store=store, devices=devices
+            )
             try:
                 loop = Loop(opened or backend, pool, config, worker, log_dir, stop_event)
                 loop.watcher = watcher and watcher.start()

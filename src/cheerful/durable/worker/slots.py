@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from cheerful.errors import SerializationError
+from cheerful.gpus import VISIBLE
 from cheerful.levels import set_levels
 from cheerful.pool import Done
 from cheerful.processpool import (
@@ -96,9 +97,10 @@ class SlotPool(ProcessPool):
         cores_each: int = 1,
         method: str = "fork",
         store: Any = None,
+        devices: list[str] | None = None,
     ):
         ctx = mp.get_context(method)
-        self.log_dir, self.store = log_dir, store
+        self.log_dir, self.store, self.devices = log_dir, store, devices
         self._crash_offsets: dict[int, int] = {}
         self.starts, self.offsets = shared_array(ctx, "d", slots), shared_array(ctx, "q", slots)
         self.leaving = shared_array(ctx, "b", 1)
@@ -111,7 +113,8 @@ class SlotPool(ProcessPool):
     def _child_main(self, child: Connection, position: int, inherited: list) -> tuple:
         # The slot's parent, known here before the fork (a forkserver's child has another).
         parent = os.getpid() if self._method != "forkserver" else None
-        capture = (self.log_dir, self.starts, self.offsets, self.store, self.leaving, parent)
+        device = self.devices[position] if self.devices else None  # one GPU per slot
+        capture = (self.log_dir, self.starts, self.offsets, self.store, self.leaving, parent, device)
         return _slot_main, (child, self._marks, position, self._cores_each, inherited, capture)
 
     def running(self) -> dict[int, tuple[int, float]]:
@@ -171,8 +174,10 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
     send back a :class:`LoggedResult`, until EOF."""
     settle_child(cores, inherited, conn)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides when a slot stops
-    log_dir, starts, offsets, store, leaving, worker_pid = capture
+    log_dir, starts, offsets, store, leaving, worker_pid, device = capture
     _die_with_parent(worker_pid)
+    if device is not None:  # before any task can initialize CUDA
+        os.environ[VISIBLE] = device
     set_levels(())
     _standard_streams()
     fn_key, fn, problem, job = "", None, None, None
