@@ -108,6 +108,10 @@ def test_automatic_chunk_sizes():
         50,
         1000,
     ]
+    remote = [auto_chunk_size(n, remote=True) for n in (100, 101, 10_000, 100_000)]
+    assert remote == [1, 2, 100, 100]  # at most 100 a chunk on SQS + S3
+    # known slots: two chunks each at least (100 instances of 16 slots: 3,200 chunks)
+    assert auto_chunk_size(100_000, remote=True, slots=1600) == 32
 
 
 def test_big_inputs_spill_to_the_store(tmp_path):

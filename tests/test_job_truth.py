@@ -19,8 +19,8 @@ import warnings
 import pytest
 
 import cheerful as cf
-from cheerful.durable import job as job_module
 from cheerful.durable import layout
+from cheerful.durable import waiting as waiting_module
 from cheerful.durable.backends import open_backend
 from cheerful.durable.job import JobStatus
 from cheerful.durable.messages import ChunkMessage
@@ -280,7 +280,7 @@ def test_a_cancelled_job_shows_its_tasks_dropped_not_queued(backend):
 
 
 def test_wait_says_once_when_no_worker_takes_the_job(backend, monkeypatch):
-    monkeypatch.setattr(job_module, "NO_WORKER_S", 0.3)
+    monkeypatch.setattr(waiting_module, "NO_WORKER_S", 0.3)
     job = cf.submit(abs, range(3), backend=backend)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

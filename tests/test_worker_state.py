@@ -21,7 +21,12 @@ from cheerful.durable.worker.events import (
     Release,
     Run,
 )
-from cheerful.durable.worker.state import INTERRUPTION_GRACE_S, SETTLE_CHECK_S, WorkerState
+from cheerful.durable.worker.state import (
+    INTERRUPTION_GRACE_S,
+    LONGEST_SETTLE_CHECK_S,
+    SETTLE_CHECK_S,
+    WorkerState,
+)
 from cheerful.errors import TaskTimeout
 from cheerful.serialize import dumps, rebuild_exception
 from cheerful.task import ChunkResult, ErrorInfo
@@ -73,7 +78,19 @@ def test_wants_as_many_messages_as_free_slots():
     assert w.wants(0.0) == 3
     w.received(0.0, [delivery(0), delivery(1)])
     assert w.wants(0.0) == 1
-    assert worker(slots=2, prefetch=1).wants(0.0) == 3
+
+
+def test_chunks_are_held_in_reserve_only_while_they_run_short():
+    w = worker(slots=1, prefetch=1)
+    assert w.wants(0.0) == 1  # how long chunks take is not known yet: none in reserve
+    (run,) = w.received(0.0, [delivery(0)])
+    w.done(2.0, run.work_id, ok(run), {})
+    w.settled(2.0, "r0")
+    assert w.wants(2.0) == 2  # a 2 s chunk: one more held in reserve
+    (run,) = w.received(2.0, [delivery(1)])
+    w.done(200.0, run.work_id, ok(run), {})
+    w.settled(200.0, "r1")
+    assert w.wants(200.0) == 1  # long chunks: a reserve would keep tasks from idle workers
 
 
 def test_more_chunks_than_slots_wait_for_a_slot():
@@ -483,12 +500,26 @@ def test_work_resets_the_idle_clock():
 def test_only_other_jobs_messages_count_as_idle():
     w = worker(idle_exit=5.0, job="job-1")
     w.received(1.0, [delivery(job=JobSpec("job-2", tasks=10))])
-    for now in (1.5, 3.5, 5.5):  # a worker of one job asks now and then if it is settled
+    for now in (1.5, 3.5):  # a worker of one job asks now and then if it is settled
         assert w.tick(now) == [CheckIdle()]
         assert w.idle_checked(now, pending=False, settled=False) == []
     assert not w.tick(5.9)
     assert w.tick(6.0) == [CheckIdle()]
     assert w.idle_checked(6.0, pending=False, settled=False) == [Exit("idle")]
+
+
+def test_an_idle_worker_of_one_job_asks_ever_less_often():
+    w = worker(job="job-1")
+    w.received(0.0, [])
+    asked, now = [], 0.0
+    while now < 300.0:
+        if w.tick(now) == [CheckIdle()]:
+            asked.append(now)
+            w.idle_checked(now, pending=True, settled=False)
+        now = round(now + 0.5, 1)
+    waits = [b - a for a, b in zip(asked, asked[1:])]
+    assert waits[:3] == [SETTLE_CHECK_S, 2 * SETTLE_CHECK_S, 4 * SETTLE_CHECK_S]
+    assert max(waits) == LONGEST_SETTLE_CHECK_S  # and no longer: a job retried is seen
 
 
 def test_no_idle_exit_without_the_option():

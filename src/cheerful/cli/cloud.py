@@ -19,9 +19,19 @@ from cheerful.errors import CheerfulError
 from .console import command_line, err, plural
 from .signals import StopSignals
 
-__all__ = ["CLOUD_OPTIONS", "check_cloud", "cloud_options", "run_on_fleet"]
+__all__ = [
+    "CLOUD_OPTIONS",
+    "SLOTS_GUESS",
+    "check_cloud",
+    "cloud_options",
+    "fleet_chunk_size",
+    "run_on_fleet",
+]
 
 CLOUD_OPTIONS = ("fleet", "types", "setup", "max_dollars", "max_price", "requirements")
+SLOTS_GUESS = 8
+"""Slots taken per instance when choosing a fleet job's chunk size without ``--slots`` (the
+instance types' vCPUs are only known once launched; 8 is a middling spot type)."""
 """The options of ``cheerful run`` that launch cloud workers."""
 
 
@@ -90,6 +100,21 @@ def check_cloud(backend: str, options: dict[str, Any]) -> None:
             "machine's cores drop --fleet"
         )
     check_budget(options.get("max_dollars"))
+
+
+def fleet_chunk_size(envs: str, instances: int, slots: int | None) -> int | None:
+    """The chunk size for a job run on ``instances`` cloud workers: two chunks at least per
+    slot they will have (``--slots``, else :data:`SLOTS_GUESS` each). None when the envs
+    cannot be read (the submit then says why)."""
+    from cheerful.durable.envs import load_envs
+    from cheerful.durable.submit import auto_chunk_size
+    from cheerful.errors import CheerfulError
+
+    try:
+        tasks = len(load_envs(envs))
+    except (CheerfulError, OSError):
+        return None
+    return auto_chunk_size(tasks, remote=True, slots=instances * (slots or SLOTS_GUESS))
 
 
 def run_on_fleet(job: Any, backend: str, *, slots: int | None, fleet: int, **options: Any) -> Any:

@@ -14,7 +14,7 @@ import click
 
 from cheerful.errors import CheerfulError
 
-from .cloud import CLOUD_OPTIONS, check_cloud, cloud_options, run_on_fleet
+from .cloud import CLOUD_OPTIONS, check_cloud, cloud_options, fleet_chunk_size, run_on_fleet
 from .console import command_line, err, out, plural, submit_options
 from .signals import STOPPING, StopSignals
 from .submitting import submit_from_cli
@@ -76,6 +76,8 @@ def run(
     cloud = {k: options.pop(k) for k in CLOUD_OPTIONS}
     check_cloud(backend, cloud)
     started = time.monotonic()
+    if cloud["fleet"] and options.get("chunk_size") is None:
+        options["chunk_size"] = fleet_chunk_size(envs, cloud["fleet"], slots)
     job = submit_from_cli(script, command, envs, backend, **options)
     if job is None:
         return

@@ -31,6 +31,7 @@ from .queues.base import Queue
 from .records import DeadChunk, dead_chunks, read_records
 from .rounds import ChunkPlan, read_plan
 from .stores.base import Store
+from .stores.many import get_many
 
 __all__ = [
     "REPORT_FRESH_S",
@@ -139,12 +140,27 @@ def is_submitted(store: Store, job: str) -> bool:
 
 
 def settled(queue: Queue, store: Store, job: str, manifest: dict) -> bool:
-    """True when every task of the job has its final outcome (see the module docstring)."""
+    """True when every task of the job has its final outcome (see the module docstring).
+
+    For workers: the first that finds it so writes ``jobs/<job>/settled`` with the retry
+    rounds it saw, and the others read that key and list the rounds (two requests) instead
+    of listing every result. A round claimed since makes the mark stale: counted again."""
+    rounds = sorted(store.list(layout.rounds_prefix(job)))
+    try:
+        if json.loads(store.get(layout.settled_mark(job))).get("rounds") == rounds:
+            return True
+    except ObjectNotFound:
+        pass
+    except (ValueError, AttributeError):  # a mark cut short or forged: count again
+        pass
     if not is_submitted(store, job):
         return False
     plan = read_plan(store, job, manifest)
     dead = dead_chunks(queue, store, job, plan)
-    return count(store, plan, list_results(store, job), dead, submitted=True).settled
+    if not count(store, plan, list_results(store, job), dead, submitted=True).settled:
+        return False
+    store.put(layout.settled_mark(job), json.dumps({"rounds": rounds}).encode())
+    return True
 
 
 @dataclass(frozen=True)
@@ -165,11 +181,11 @@ class WorkerReport:
 def read_reports(store: Store, job: str) -> list[WorkerReport]:
     """Every worker's last counters for the job (one listing, one read each)."""
     reports = []
-    for key in store.list(layout.status_prefix(job)):
+    for key, raw in get_many(store, store.list(layout.status_prefix(job))):
         try:
             worker = layout.worker_of_status_key(key)
-            data = json.loads(store.get(key))
-        except (ConfigError, ObjectNotFound, ValueError):
+            data = json.loads(raw) if raw is not None else None
+        except (ConfigError, ValueError):
             continue
         if isinstance(data, dict):
             numbers = {k: _whole(data.get(k)) for k in ("done", "failed", "running")}

@@ -15,10 +15,8 @@ cannot make them lie: a settled job's status, ``results()`` and ``failures()`` a
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,6 @@ from cheerful.errors import (
     JobError,
     JobNotFound,
     ObjectNotFound,
-    WaitTimeout,
 )
 from cheerful.task import Failure
 
@@ -50,6 +47,7 @@ from .records import (
 from .retry import retry
 from .rounds import ChunkPlan, read_plan, sender_gone
 from .sending import mark_cancelled
+from .waiting import wait_for
 
 if TYPE_CHECKING:
     from .fleet.local import LocalFleet
@@ -58,14 +56,6 @@ __all__ = ["Job", "JobStatus", "TaskFailure", "cancelled_key", "jobs"]
 
 BackendLike = str | Backend
 Errors = Literal["raise", "return"]
-
-EXACT_EVERY_S = 5.0
-"""``wait`` counts from the listing of results at least this often (between, while tasks
-run, from the workers' counters)."""
-NO_WORKER_S = 60.0
-"""``wait`` says so once when no worker has taken a task of the job for this long."""
-LONGEST_POLL_S = 5.0
-"""``wait`` polls less often while nothing changes, down to once this often."""
 
 
 def cancelled_key(job_id: str) -> str:
@@ -228,27 +218,7 @@ class Job:
         :class:`~cheerful.errors.JobError` (some tasks were never sent). When no worker takes
         a task for a minute, a warning says how to start one. ``progress``: True (a bar),
         False, or a callback."""
-        from cheerful.progress import reporter
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        quiet, last, pause, exact_at = _Quiet(self), None, poll, 0.0
-        with reporter(progress, self.tasks, f"job {self.id}") as report:
-            while True:
-                exact = time.monotonic() >= exact_at or last is None or last.finished
-                exact_at = time.monotonic() + EXACT_EVERY_S if exact else exact_at
-                status = self.status(exact=exact)
-                _advance(report, status)
-                if status.settled or (status.cancelled and not status.running):
-                    return status
-                if status.incomplete:
-                    raise JobError(f"job {self.id}: {status.incomplete}")
-                quiet.check(status)
-                pause = poll if status != last else min(LONGEST_POLL_S, pause * 1.5)
-                last = status
-                left = math.inf if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    raise WaitTimeout(f"job {self.id} is not finished after {timeout} s: {status}")
-                time.sleep(min(pause, left))
+        return wait_for(self, progress, timeout, poll)
 
     def results(
         self, errors: Errors = "raise", *, wait: bool = True, timeout: float | None = None
@@ -438,37 +408,6 @@ class Job:
             f"job {self.id} is not finished: {count} of {self.tasks} task(s) have no result "
             "yet; job.wait() for them, or use results(wait=False, errors='return')"
         )
-
-
-class _Quiet:
-    """Says once, during a wait, that no worker has taken a task of the job for a while."""
-
-    def __init__(self, job: Job) -> None:
-        self.job, self.since, self.said = job, time.monotonic(), False
-        self.seen: tuple[int, int] | None = None
-
-    def check(self, status: JobStatus) -> None:
-        progress = (status.done + status.failed + status.dead, status.running)
-        if status.running or status.workers or progress != self.seen:
-            self.since, self.seen = time.monotonic(), progress
-            return
-        if not self.said and time.monotonic() - self.since >= NO_WORKER_S:
-            self.said = True
-            url = self.job.backend.url
-            where = "" if url.endswith("/.cheerful") else f" --backend '{url}'"
-            warnings.warn(
-                f"no worker has taken a task of job {self.job.id} for {NO_WORKER_S:.0f} s: "
-                f"start one with `cheerful worker --job {self.job.id}{where}`, or "
-                "job.run_local() from Python",
-                UserWarning,
-                stacklevel=3,
-            )
-
-
-def _advance(report, status: JobStatus) -> None:
-    settled = status.done + status.failed + status.dead
-    failed = status.failed + status.dead
-    report.advance(max(0, settled - report.done), max(0, failed - report.failed))
 
 
 def _job_ids(backend: Backend) -> list[str]:

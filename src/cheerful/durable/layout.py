@@ -8,6 +8,7 @@
     jobs/<job>/items.pkl                  every task's input, when small (tables of results)
     jobs/<job>/inputs/<ss>/<chunk>        a chunk's payload too big for a message
     jobs/<job>/submitted                  written once every chunk message of the submit is sent
+    jobs/<job>/settled                    written by the first worker that finds the job settled
     jobs/<job>/results/<ss>/<chunk>       outcomes of a chunk's tasks, write-once
     jobs/<job>/results/<ss>/<chunk>.failed-<n>  empty: the record's count of failed tasks
     jobs/<job>/retries/<round>/round.json what one retry sent: chunks, tasks, attempts so far
@@ -72,6 +73,7 @@ __all__ = [
     "round_sent",
     "round_spec",
     "rounds_prefix",
+    "settled_mark",
     "submitted",
     "summary",
     "cancelled",
@@ -204,6 +206,12 @@ def summary(job: str, chunk: int, failed: int) -> str:
     if isinstance(failed, bool) or not isinstance(failed, int) or failed < 0:
         raise ConfigError(f"a failed count must be an int >= 0, not {failed!r}")
     return f"{results_prefix(job)}/{_index(chunk, 'chunk')}.failed-{failed}"
+
+
+def settled_mark(job: str) -> str:
+    """The key a worker writes once it found the job settled (the others then read one key
+    instead of listing the results; a retry removes it)."""
+    return f"{job_prefix(job)}/settled"
 
 
 def submitted(job: str) -> str:

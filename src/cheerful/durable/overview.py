@@ -18,18 +18,22 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cheerful.errors import ConfigError, JobNotFound, ObjectNotFound
+from cheerful.errors import ConfigError, JobNotFound
 
 from . import layout
 from .backends import Backend
 from .job import Job, JobStatus
 from .records import TaskFailure
+from .stores.many import get_many
 from .worker.node import LOST_AFTER_S
 
 __all__ = ["EXACT_EVERY_S", "HISTORY", "JobView", "NodeView", "Overview"]
 
 EXACT_EVERY_S = 30.0
 """While a job runs, its exact counts are read this often (between, estimates)."""
+COUNTED_OUT_EXACT_S = 5.0
+"""Once the estimates count every task, the exact counts are read this often (not only every
+:data:`EXACT_EVERY_S`): a job shows settled within seconds."""
 HISTORY = 720
 """Throughput samples kept per job (an hour at one every 5 s)."""
 
@@ -97,11 +101,11 @@ class Overview:
     def read_nodes(self) -> list[NodeView]:
         """Every heartbeat in the backend, newest first (lost ones marked)."""
         store, now, found = self.backend.store, self.clock(), []
-        for key in store.list(layout.nodes_prefix()):
+        for key, raw in get_many(store, store.list(layout.nodes_prefix())):
             try:
                 worker = layout.node_of_key(key)
-                beat = json.loads(store.get(key))
-            except (ConfigError, ObjectNotFound, ValueError):
+                beat = json.loads(raw) if raw is not None else None
+            except (ConfigError, ValueError):
                 continue
             if not isinstance(beat, dict):
                 continue
@@ -113,6 +117,12 @@ class Overview:
     def job_nodes(self, job: str) -> list[NodeView]:
         """The nodes that worked on ``job``."""
         return [n for n in self.nodes if n.serves(job)]
+
+    def forget(self, job: str) -> None:
+        """Drop what is kept of ``job`` (a settled status, when its exact counts are next
+        due): the next refresh reads its exact status (after a retry or a cancel)."""
+        self._settled.pop(job, None)
+        self._exact_at.pop(job, None)
 
     def failures(self, job: str, limit: int = 50) -> list[TaskFailure]:
         """The latest failures of ``job`` (its records are read: on demand, not per refresh)."""
@@ -156,14 +166,20 @@ class Overview:
             del self._settled[job.id]
         live = [n for n in self.nodes if n.serves(job.id) and not n.lost]
         due = now >= self._exact_at.get(job.id, 0.0)
-        if not live or due:
+        estimate = None if not live or due else _estimate(job, self.nodes, self.views.get(job.id))
+        counted_out = (
+            estimate is not None
+            and estimate.finished
+            and now >= self._exact_at.get(job.id, 0.0) - EXACT_EVERY_S + COUNTED_OUT_EXACT_S
+        )
+        if estimate is None or counted_out:  # the exact counts say whether it settled
             status = job.status(exact=True)
             self._exact_at[job.id] = now + EXACT_EVERY_S
             if status.settled:
                 rounds = len(list(self.backend.store.list(layout.rounds_prefix(job.id))))
                 self._settled[job.id] = (status, rounds)
             return status, True
-        return _estimate(job, self.nodes, self.views.get(job.id)), False
+        return estimate, False
 
 
 def _estimate(job: Job, nodes: list[NodeView], last: JobView | None) -> JobStatus:
@@ -172,7 +188,9 @@ def _estimate(job: Job, nodes: list[NodeView], last: JobView | None) -> JobStatu
     counts = [(n.beat.get("jobs") or {}).get(job.id) or {} for n in nodes]
     done = sum(int(c.get("done", 0)) for c in counts)
     failed = sum(int(c.get("failed", 0)) for c in counts)
-    running = sum(int(c.get("running", 0)) for n, c in zip(nodes, counts, strict=True) if not n.lost)
+    running = sum(
+        int(c.get("running", 0)) for n, c in zip(nodes, counts, strict=True) if not n.lost
+    )
     base = last.status if last is not None else None
     total = job.tasks
     dead = base.dead if base is not None else 0
@@ -188,7 +206,9 @@ def _estimate(job: Job, nodes: list[NodeView], last: JobView | None) -> JobStatu
     return status
 
 
-def _rate(history: deque[tuple[float, int]], status: JobStatus) -> tuple[float | None, float | None]:
+def _rate(
+    history: deque[tuple[float, int]], status: JobStatus
+) -> tuple[float | None, float | None]:
     """Tasks per second over the last minute of samples, and the time left at that pace."""
     if len(history) < 2:
         return None, None
@@ -199,4 +219,3 @@ def _rate(history: deque[tuple[float, int]], status: JobStatus) -> tuple[float |
     rate = (end[1] - start[1]) / (end[0] - start[0])
     left = status.queued + status.running
     return rate, (left / rate if rate > 0 and left else None)
-

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cheerful.errors import ConfigError, JobError, JobFailed, ObjectNotFound, WorkerCrashed
+from cheerful.errors import ConfigError, JobError, JobFailed, WorkerCrashed
 from cheerful.serialize import loads, rebuild_exception
 from cheerful.task import ErrorInfo
 
@@ -23,6 +23,7 @@ from .messages import ChunkMessage, ChunkRecord, MalformedMessage
 from .queues.base import Queue
 from .rounds import ChunkPlan
 from .stores.base import Store
+from .stores.many import get_many
 
 __all__ = [
     "DEAD_LETTERS_READ",
@@ -181,10 +182,8 @@ def read_records(
         keys: Iterable[str] = record_keys(store, job_id)
     else:
         keys = [layout.result(job_id, chunk) for chunk in chunks]
-    for key in keys:
-        try:
-            data = store.get(key)
-        except ObjectNotFound:
+    for key, data in get_many(store, keys):
+        if data is None:
             continue
         try:
             record = loads(data)

@@ -55,6 +55,7 @@ def retry(backend: Backend, job: str, manifest: dict, code: bytes | None = None)
     """Send the job's failed and dead tasks again (see the module docstring); ``code``
     replaces the job's pickled code for the tasks of the new round."""
     finished = 0
+    backend.store.delete(layout.settled_mark(job))  # workers of the job stay for the retry
     for _ in range(CLAIM_TRIES):
         plan = read_plan(backend.store, job, manifest)
         finished += _finish_rounds(backend, job, plan, manifest)

@@ -57,7 +57,8 @@ class Round:
 
     def to_json(self, **extra: Any) -> bytes:
         """The stored form (``round.json``), without ``sent`` (a key of its own)."""
-        data = {**extra,
+        data = {
+            **extra,
             "round": self.number,
             "first_chunk": self.first_chunk,
             "chunks": [list(c) for c in self.chunks],

@@ -70,8 +70,7 @@ def send_chunks(
             raise
         advice = again or "the job is cancelled, submit it again"
         raise JobError(
-            f"{doing} job {job_id} failed after {sent} chunk message(s) were sent: {exc}; "
-            f"{advice}"
+            f"{doing} job {job_id} failed after {sent} chunk message(s) were sent: {exc}; {advice}"
         ) from exc
     return sent
 

@@ -47,6 +47,9 @@ __all__ = [
 
 MAX_AUTO_CHUNK = 1000
 """The largest automatic chunk size."""
+MAX_AUTO_CHUNK_REMOTE = 100
+"""The same on SQS + S3, where a job's tasks may be long and its workers many: a chunk of
+1,000 half-minute tasks would hold one slot for eight hours while others stand idle."""
 AUTO_CHUNKS = 200
 """The automatic chunk size aims for about this many chunks."""
 AUTO_CHUNKS_REMOTE = 100
@@ -182,12 +185,16 @@ def submit_command(
     return _submit(task, envs, "command", task.display, options, named=named)
 
 
-def auto_chunk_size(tasks: int, *, remote: bool = False) -> int:
+def auto_chunk_size(tasks: int, *, remote: bool = False, slots: int | None = None) -> int:
     """The chunk size used when none is given: about 200 chunks (100 on a backend where
     every request is paid, such as SQS + S3: about 3 requests a chunk), at most 1,000
-    tasks each."""
+    tasks each (100 on SQS + S3). Given the ``slots`` that will run the job, at least two
+    chunks per slot, so that none stands idle while another works through a long chunk."""
     chunks = AUTO_CHUNKS_REMOTE if remote else AUTO_CHUNKS
-    return max(1, min(MAX_AUTO_CHUNK, math.ceil(tasks / chunks)))
+    if slots is not None:
+        chunks = max(chunks, 2 * slots)
+    largest = MAX_AUTO_CHUNK_REMOTE if remote else MAX_AUTO_CHUNK
+    return max(1, min(largest, math.ceil(tasks / chunks)))
 
 
 def _options(backend, chunk_size, seed, retries, timeout, name, files, workdir) -> _Options:

@@ -231,7 +231,9 @@ def job_troubles(backend: str, job: str) -> list[str]:
     with open_backend(where.url) as opened:
         records = _launches(opened.store, job)
         ids = [item["id"] for _, item in _launched(records)]
-        lines = [f"instance {node}: {why}" for node, why in boot_troubles(opened.store, ids).items()]
+        lines = [
+            f"instance {node}: {why}" for node, why in boot_troubles(opened.store, ids).items()
+        ]
     for record in records:
         stop_at, budget = record.get("stop_at"), record.get("max_dollars")
         if stop_at and budget and stop_at <= time.time():

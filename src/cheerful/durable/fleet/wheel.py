@@ -158,7 +158,11 @@ def _metadata(version: str) -> dict[str, bytes]:
 
 
 def _wheel_file() -> bytes:
-    lines = ["Wheel-Version: 1.0", "Generator: cheerful.durable.fleet.wheel", "Root-Is-Purelib: true"]
+    lines = [
+        "Wheel-Version: 1.0",
+        "Generator: cheerful.durable.fleet.wheel",
+        "Root-Is-Purelib: true",
+    ]
     return "\n".join([*lines, f"Tag: {TAG}", ""]).encode()
 
 

@@ -43,6 +43,9 @@ class Config:
     """Leave when the store has failed for this long (None: never)."""
     stop_at: float | None = None
     """When to stop taking work and leave (the fleet's budget), on the clock of ``now``."""
+    jitter: float = 1.0
+    """This worker's factor (0.5 to 1.5) on the waits between its settle checks, so that
+    many workers do not ask at the same instant."""
 
     @property
     def heartbeat(self) -> float:

@@ -112,7 +112,10 @@ class JobCache:
             manifest = self.manifests[job]
             if chunk < int(manifest["chunks"]):
                 plan = ChunkPlan(
-                    job, int(manifest["tasks"]), int(manifest["chunk_size"]), int(manifest["chunks"])
+                    job,
+                    int(manifest["tasks"]),
+                    int(manifest["chunk_size"]),
+                    int(manifest["chunks"]),
                 )
             else:
                 plan = read_plan(self.store, job, manifest)

@@ -43,7 +43,7 @@ from .events import (
 )
 from .jobs import Counters, JobCache
 from .logs import TaskLogs
-from .node import NODE_EVERY_S, TASKS_SHOWN, Usage, heartbeat
+from .node import NODE_EVERY_S, REMOTE_NODE_EVERY_S, TASKS_SHOWN, Usage, heartbeat
 from .slots import PackedChunk, SlotPool
 from .spot import SpotWatcher
 from .state import SPOT_INTERRUPTION, WorkerState
@@ -53,6 +53,13 @@ __all__ = ["Loop", "warn"]
 
 POLL_S = 1.0
 """Longest wait for a message while no slot is busy: a stop signal is seen within it."""
+REMOTE_POLL_S = 5.0
+"""The same on a queue where every request is paid (SQS): fewer empty receives."""
+QUIET_S = 1.0
+"""While slots are busy and the queue had nothing, the next receive waits this long, twice
+as long after each empty one, up to :data:`LONGEST_QUIET_S` (a job's tail is not polled
+several times a second by every worker)."""
+LONGEST_QUIET_S = 20.0
 WAIT_S = 0.2
 """Longest wait for a slot while some are busy (heartbeats, timeouts and stops run between)."""
 DELETE_BATCH_S = 1.0
@@ -91,6 +98,8 @@ class Loop:
         self.check_failed = False  # asking whether work is left failed once: said so
         self.templates: dict[str, str] = {}  # job -> its unpacked files
         self.usage = Usage()
+        self.node_every = REMOTE_NODE_EVERY_S if self.store.remote else NODE_EVERY_S
+        self.quiet_until, self.quiet_s = 0.0, QUIET_S
 
     def run(self) -> WorkerSummary:
         try:
@@ -133,8 +142,10 @@ class Loop:
         if self.queue.remote and self._waiting() and want < self._refill_at:
             return  # chunks wait their turn here: receive later, several in one request
         busy = self.pool.idle() < self.pool.workers
+        if busy and now < self.quiet_until:
+            return  # the queue had nothing lately: ask again later, not every turn
         try:
-            wait = 0.0 if busy else POLL_S
+            wait = 0.0 if busy else (REMOTE_POLL_S if self.queue.remote else POLL_S)
             messages = self.queue.receive(want, wait, self.config.visibility, self.config.job)
         except BackendError as exc:
             warn(f"receiving failed, trying again: {exc}")
@@ -143,6 +154,13 @@ class Loop:
             # refusing (no rights, queue deleted) leaves, and its instance stops billing.
             self._act(self.state.received(now, []))
             return
+        if busy and not messages:
+            self.quiet_until, self.quiet_s = (
+                now + self.quiet_s,
+                min(LONGEST_QUIET_S, 2 * self.quiet_s),
+            )
+        else:
+            self.quiet_s = QUIET_S
         deliveries = []
         for m in messages:
             try:
@@ -196,8 +214,15 @@ class Loop:
             self._unpack_files(message.job)
         except ConfigError as exc:  # the job's files are gone or damaged: it cannot run
             return Delivery(m.receipt, message, spec, problem=str(exc), inputs=inputs)
-        return Delivery(m.receipt, message, spec, recorded=recorded, inputs=inputs,
-                        first_attempts=first, code=code)
+        return Delivery(
+            m.receipt,
+            message,
+            spec,
+            recorded=recorded,
+            inputs=inputs,
+            first_attempts=first,
+            code=code,
+        )
 
     def _inputs(self, message: ChunkMessage) -> bytes:
         if message.spill is None:
@@ -319,6 +344,7 @@ class Loop:
         try:
             self._delete_later(record.receipt)
         finally:
+            self.quiet_until, self.quiet_s = 0.0, QUIET_S  # a slot is free: ask for work
             self._act(self.state.settled(time.monotonic(), record.receipt))
 
     def _delete_later(self, receipt: str) -> None:
@@ -406,7 +432,7 @@ class Loop:
         except BackendError as exc:
             self.trouble.failed(now, "writing the counters", exc)
         if now >= self.node_due:
-            self.node_due = now + NODE_EVERY_S
+            self.node_due = now + self.node_every
             self._write_node()
 
     def _write_node(self, state: str | None = None) -> None:
@@ -435,6 +461,7 @@ class Loop:
             usage=self.usage.read(),
             instance=self.watcher.identity if self.watcher is not None else {},
             notice=None if notice is None else str(notice),
+            every=self.node_every,
         )
         try:
             self.store.put(layout.node(self.worker), json.dumps(node).encode())
@@ -467,4 +494,3 @@ class Loop:
             seconds=time.monotonic() - self.started,
             **self.tally,
         )
-

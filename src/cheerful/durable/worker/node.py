@@ -1,5 +1,6 @@
 """A worker's heartbeat, ``nodes/<worker>.json``: one small object that says what the
-machine is and what it is doing, rewritten every :data:`NODE_EVERY_S` seconds.
+machine is and what it is doing, rewritten every :data:`NODE_EVERY_S` seconds
+(:data:`REMOTE_NODE_EVERY_S` on S3, where every write is a paid request).
 
 It holds: the host, the pid, the EC2 instance (id, type, zone, spot or on-demand) when the
 worker watches an instance's metadata, the slots and how many are busy, the chunks running
@@ -17,10 +18,20 @@ import socket
 import time
 from typing import Any
 
-__all__ = ["LOST_AFTER_S", "NODE_EVERY_S", "TASKS_SHOWN", "Usage", "heartbeat"]
+__all__ = [
+    "LOST_AFTER_S",
+    "NODE_EVERY_S",
+    "REMOTE_NODE_EVERY_S",
+    "TASKS_SHOWN",
+    "Usage",
+    "heartbeat",
+]
 
 NODE_EVERY_S = 5.0
 """Seconds between two heartbeats of a worker."""
+REMOTE_NODE_EVERY_S = 15.0
+"""The same on a remote store (S3): a heartbeat every 5 s would cost about a tenth of a
+small spot instance's price in requests."""
 LOST_AFTER_S = 30.0
 """A node whose heartbeat is older than this is taken for lost (killed, cut off)."""
 TASKS_SHOWN = 20
@@ -66,6 +77,7 @@ def heartbeat(
     usage: dict[str, Any],
     instance: dict[str, str],
     notice: str | None,
+    every: float = NODE_EVERY_S,
 ) -> dict[str, Any]:
     """The heartbeat object (see the module docstring)."""
     totals = {k: sum(c.get(k, 0) for c in jobs.values()) for k in ("chunks", "done", "failed")}
@@ -84,7 +96,7 @@ def heartbeat(
         "notice": notice,
         "started": started,
         "updated": time.time(),
-        "every": NODE_EVERY_S,
+        "every": every,
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import re
 import signal
 import socket
@@ -76,7 +77,9 @@ def run_worker(
     devices = gpu_devices(gpus)
     if devices is not None:
         if slots is not None and slots != len(devices):
-            raise ConfigError(f"with gpus={gpus!r} the worker runs one slot per GPU ({len(devices)})")
+            raise ConfigError(
+                f"with gpus={gpus!r} the worker runs one slot per GPU ({len(devices)})"
+            )
         slots = len(devices)
     config = _config(job, slots, idle_exit, visibility, grace, store_timeout)
     if stop_at is not None:  # on the loop's clock
@@ -88,6 +91,7 @@ def run_worker(
     opened = None if _is_backend(backend) else _open(backend)
     if (opened or backend).queue.remote:  # hold a chunk per slot in reserve: fewer receives
         config = dataclasses.replace(config, prefetch=config.slots)
+    config = dataclasses.replace(config, jitter=random.uniform(0.5, 1.5))
     try:
         with tempfile.TemporaryDirectory(prefix="cheerful-worker-") as log_dir:
             cores_each = max(1, owned_cores() // config.slots)
@@ -123,7 +127,11 @@ def _config(job, slots, idle_exit, visibility, grace, store_timeout) -> Config:
         slots = owned_cores()
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ConfigError(f"slots must be a positive whole number, not {slots!r}")
-    for name, value in (("idle_exit", idle_exit), ("grace", grace), ("store_timeout", store_timeout)):
+    for name, value in (
+        ("idle_exit", idle_exit),
+        ("grace", grace),
+        ("store_timeout", store_timeout),
+    ):
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
     if not isinstance(visibility, (int, float)) or not 1 <= visibility <= MAX_VISIBILITY_S:

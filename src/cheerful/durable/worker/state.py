@@ -52,11 +52,26 @@ from .events import (
 from .failures import crash_error, missing_outcome, timeout_error
 from .held import HeldChunk, note_log, out_of_range, unzip
 
-__all__ = ["INTERRUPTION_GRACE_S", "JOB_SETTLED", "NOTICE_KINDS", "SETTLE_CHECK_S", "WorkerState"]
+__all__ = [
+    "INTERRUPTION_GRACE_S",
+    "JOB_SETTLED",
+    "LONGEST_SETTLE_CHECK_S",
+    "NOTICE_KINDS",
+    "PREFETCH_UNDER_S",
+    "SETTLE_CHECK_S",
+    "WorkerState",
+]
 
 SETTLE_CHECK_S = 2.0
 """While a worker serving one job has nothing to do, how often it asks whether that job is
 settled (then it leaves)."""
+LONGEST_SETTLE_CHECK_S = 60.0
+"""A worker of one job asks whether it is settled after :data:`SETTLE_CHECK_S`, then ever
+less often (twice the wait each time, times its own jitter) up to this: thousands of idle
+workers must not all list the job's results at once."""
+PREFETCH_UNDER_S = 10.0
+"""Chunks are taken in reserve (``prefetch``) only while they run shorter than this: a long
+chunk held in reserve would keep its tasks from idle workers elsewhere."""
 
 INTERRUPTION_GRACE_S = 10.0
 """Longest grace running chunks get after a spot interruption notice (``grace`` if less):
@@ -89,14 +104,19 @@ class WorkerState:
         self._idle_since: float | None = None  # set by the first receive that finds nothing
         self._checking_idle = False  # a CheckIdle is out: wait for idle_checked
         self._next_settle_check = now
+        self._settle_wait = SETTLE_CHECK_S
+        self._chunk_s: float | None = None  # how long chunks take here (a moving average)
 
     # Queries.
 
     def wants(self, now: float) -> int:
-        """How many messages to receive now (0 while stopping or leaving)."""
+        """How many messages to receive now (0 while stopping or leaving). Chunks are held
+        in reserve only once the ones run so far were short (:data:`PREFETCH_UNDER_S`)."""
         if self.leaving is not None or self.exited:
             return 0
-        return max(0, self.config.slots + self.config.prefetch - len(self.chunks))
+        quick = self._chunk_s is not None and self._chunk_s < PREFETCH_UNDER_S
+        reserve = self.config.prefetch if quick else 0
+        return max(0, self.config.slots + reserve - len(self.chunks))
 
     def running_tasks(self, job: str) -> int:
         """Tasks of ``job`` in chunks that started and are not recorded yet."""
@@ -209,7 +229,8 @@ class WorkerState:
         the jobs served are still queued or held (by workers that may die: they would come
         back); ``settled``, the one job served has an outcome for every task."""
         self._checking_idle = False
-        self._next_settle_check = now + SETTLE_CHECK_S
+        self._next_settle_check = now + self._settle_wait * self.config.jitter
+        self._settle_wait = min(LONGEST_SETTLE_CHECK_S, self._settle_wait * 2)
         if self.exited or self.chunks or self.leaving is not None:
             return []
         if settled:
@@ -231,7 +252,11 @@ class WorkerState:
 
     def settled(self, now: float, receipt: str) -> list[Action]:
         """The loop stored the record of ``receipt``'s chunk and deleted the message."""
-        self.chunks.pop(receipt, None)
+        chunk = self.chunks.pop(receipt, None)
+        if chunk is not None and chunk.started:
+            took = now - chunk.since
+            self._chunk_s = took if self._chunk_s is None else 0.7 * self._chunk_s + 0.3 * took
+        self._settle_wait = SETTLE_CHECK_S  # work came: ask soon again once idle
         return self._maybe_exit(now)
 
     def lost(self, receipts: list[str]) -> None:

@@ -81,8 +81,10 @@ class StoreTrouble:
 
     def given_up(self, now: float) -> bool:
         """True once the streak has lasted longer than the timeout."""
-        return self.since is not None and self.timeout is not None and (
-            now - self.since >= self.timeout
+        return (
+            self.since is not None
+            and self.timeout is not None
+            and (now - self.since >= self.timeout)
         )
 
 
@@ -117,7 +119,14 @@ class ChunkWriter:
         if result.errors and record.inputs:
             self.store.put(layout.input(job, chunk), record.inputs)
         full = ChunkRecord(
-            job, chunk, result, record.attempts, record.logs, self.worker, time.time(), record.seconds
+            job,
+            chunk,
+            result,
+            record.attempts,
+            record.logs,
+            self.worker,
+            time.time(),
+            record.seconds,
         )
         wrote = self.store.put_if_absent(layout.result(job, chunk), _pack(full))
         if wrote:
