@@ -25,15 +25,17 @@ MAX_LINES = 500
 SHARED = "shared task model"
 LAYERS = {  # the first matching prefix names a module's layer
     "cheerful.cli": "cli",
+    "cheerful.dashboard": "dashboard",
     "cheerful.driven": "driven",
     "cheerful.durable": "durable",
     "cheerful.__main__": "cli",
     "cheerful": SHARED,
 }
 FORBIDDEN = {  # layer -> layers it must never import
-    SHARED: {"cli", "driven", "durable"},
-    "durable": {"cli", "driven"},
-    "driven": {"cli"},
+    SHARED: {"cli", "dashboard", "driven", "durable"},
+    "durable": {"cli", "dashboard", "driven"},
+    "driven": {"cli", "dashboard"},
+    "dashboard": {"cli", "driven"},
 }
 PROTOCOL_BASES = [  # the base of each protocol, and the package of its implementations
     ("cheerful.durable.queues.base", "cheerful.durable.queues"),

@@ -14,6 +14,7 @@ import click
 
 from .backend import init
 from .console import CommandGroup
+from .dashboard import dashboard
 from .fleet import fleet
 from .observe import logs, results, status
 from .run import run, submit
@@ -29,5 +30,5 @@ def main() -> None:
     """cheerful: cheap and cheerful massively parallel batch processing."""
 
 
-for command in (init, run, submit, worker, status, results, logs, retry, cancel, fleet):
+for command in (init, run, submit, worker, status, results, logs, retry, cancel, fleet, dashboard):
     main.add_command(command)
