@@ -1,26 +1,33 @@
 """The fleet at scale, in simulation: cheerful's SQS + S3 protocol with 100 to 10,000 workers.
 
-    python bench/fleet_sim.py                                   # the default grid, ~1-2 minutes
+    python bench/fleet_sim.py                                   # the default grid, ~2-3 minutes
     python bench/fleet_sim.py --instances 1000 --chunk-sizes 1,auto --seed 7 --json sim.json
     python bench/fleet_sim.py --interrupts 0.10 --vanish 0.3 --replace
     python bench/fleet_sim.py --costs-only                      # only the read-cost table
+    python bench/fleet_sim.py --before                          # as before commit 169b3e8
 
 We cannot launch 10,000 instances here, so this is a discrete-event simulation (stdlib
 only: ``heapq`` and ``random``; deterministic for a ``--seed``) of what the code does. Every
 timing constant of the protocol is imported from cheerful itself (see ``PROTOCOL`` below);
 the request sequences are those of ``worker/loop.py`` (via ``worker/state.py``,
 ``worker/jobs.py``, ``worker/storing.py``), ``queues/sqs.py``, ``stores/s3.py``,
-``counts.py``, ``job.py`` and ``overview.py`` as they stand.
+``counts.py``, ``waiting.py``, ``stores/many.py`` and ``overview.py`` as they stand.
+``--before`` simulates the protocol as it was before the fixes of commit 169b3e8 (``BEFORE``
+below); it draws the same random numbers as the simulation did then, so it reproduces the
+tables of the first version of docs/scale.md (commit 9f7ca3a) exactly.
 
 What is simulated, per instance (``cheerful fleet`` / ``cheerful run --fleet``: 2-vCPU spot
 instances, ``cheerful worker --job ID --idle-exit 120 --grace 30``, 2 slots, one `worker`):
 
 - launch after the submit (``cheerful run --fleet`` submits, then launches), boot, install,
   worker start (bundle GETs, boot log PUT, first manifest + code GETs, counters GET);
-- receives of up to ``slots + prefetch - held`` messages (prefetch = slots on a remote queue;
-  a refill waits until half the reserve is gone), at most 10 a call, long-polled ``POLL_S``
-  while no slot is busy, short polls every ``WAIT_S`` while some slot is busy; the extra
-  short sweep a partial receive makes; per delivery the manifest/cancelled checks
+- receives of up to ``slots + prefetch - held`` messages (prefetch = slots on a remote
+  queue, taken only once this worker's chunks run under ``PREFETCH_UNDER_S`` on a moving
+  average; a refill waits until half the reserve is gone), at most 10 a call, long-polled
+  ``REMOTE_POLL_S`` while no slot is busy; while some slot is busy, a receive that finds
+  nothing makes the next wait ``QUIET_S``, doubling to ``LONGEST_QUIET_S`` (reset when a
+  chunk settles); the extra short sweep a partial receive makes; per delivery the
+  manifest/cancelled checks
   (``CANCEL_CHECK_S``; a missing key costs HEAD + LIST for the instance role's 403), and on
   a redelivery the result HEAD (and summary rewrite when stored);
 - chunks run task after task in one slot; when one ends: its logs (tasks that print), the
@@ -29,20 +36,26 @@ instances, ``cheerful worker --job ID --idle-exit 120 --grace 30``, 2 slots, one
   ``STATUS_REFRESH_S`` while running), deletes batched within ``DELETE_BATCH_S`` (10 a call);
 - one batched visibility extend per ``visibility / 3`` while holding messages, SQS's 12 h
   cap (``MAX_VISIBILITY_S``; extends are clamped, so a chunk held longer is delivered again);
-- node heartbeats every ``NODE_EVERY_S``; idle ``--job`` workers ask ``queue.counts`` every
-  ``SETTLE_CHECK_S`` and, once nothing is in flight, run ``counts.settled`` (HEADs, the
-  retries listing, the dead-letter count, and the LIST of every ``results/`` key: two keys
-  per chunk, 1,000 a page) until it says settled (leave) or they were idle ``--idle-exit``;
+- node heartbeats every ``REMOTE_NODE_EVERY_S``; an idle ``--job`` worker checks after
+  ``SETTLE_CHECK_S``, then twice as long each time up to ``LONGEST_SETTLE_CHECK_S``, times
+  its own jitter (0.5-1.5; reset when a chunk settles), at the end of a long poll:
+  ``queue.counts`` and, once nothing is in flight, ``counts.settled``: the retries listing
+  and the ``jobs/J/settled`` mark; without the mark the whole count (HEADs, the dead-letter
+  count and the LIST of every ``results/`` key: two keys per chunk, 1,000 a page), and the
+  mark written when it says settled. It leaves when settled, or as idle after
+  ``--idle-exit`` idle with nothing in flight (or a check that failed);
 - spot interruptions (Poisson per instance; ``--vanish`` of them without a usable notice):
   on a notice (seen up to ``SPOT_POLL_S`` late) the worker releases what has not started,
   gives running chunks ``min(grace, INTERRUPTION_GRACE_S)``, then releases them and exits;
   a vanished instance's messages come back when their visibility (last extend + 30 s) ends;
 - a reader: ``job.wait()`` as ``cheerful run --fleet`` runs it (``status()`` reads the
   manifest, the retries, the dead-letter count, the cancelled and submitted markers, every
-  worker's counters (one LIST, one GET each), and every ``EXACT_EVERY_S`` the results
-  listing), and ``cheerful status --watch`` (``Overview.refresh`` every 5 s: every node's
-  heartbeat, one GET each; a job's exact status every 30 s); when ``wait()`` returns, the
-  fleet is terminated, as ``run_on_fleet`` does;
+  worker's counters (one LIST, then ``IN_FLIGHT`` GETs at once), and every
+  ``EXACT_EVERY_S`` the results listing; a failing store is borne ``WAIT_FAILING_S``), and
+  ``cheerful status --watch`` (``Overview.refresh`` every 5 s: every node's heartbeat,
+  ``IN_FLIGHT`` GETs at once; a job's exact status every 30 s, every
+  ``COUNTED_OUT_EXACT_S`` once the heartbeats count every task); when ``wait()`` returns,
+  the fleet is terminated, as ``run_on_fleet`` does;
 - AWS: request latencies drawn from ``LATENCY``; S3's per-prefix limits (3,500 PUT and
   5,500 GET/HEAD/LIST requests per second; a key's prefix is its parent path, so
   ``jobs/J/results/<ss>/`` is 256 prefixes and a LIST counts on the prefix it lists) as a
@@ -54,11 +67,12 @@ instances, ``cheerful worker --job ID --idle-exit 120 --grace 30``, 2 slots, one
 
 What is simulated in aggregate (a per-request event would be too slow at 10,000 workers):
 requests that repeat on a timer while a worker is in a state (heartbeats, extends, idle
-long polls, busy short polls, counts() while idle, counters refreshes) are rates that a
-worker adds and removes when its state changes; a sequential run of requests by one client
-(a LIST of 200 pages, 10,000 counter GETs) is one step whose requests are spread evenly
-over its duration, whose 503 odds are its prefix's load when it starts. Loads are counted
-in 1-second bins per S3 prefix and per SQS action: peaks are 1-second peaks.
+long polls, counters refreshes) are rates that a worker adds and removes when its state
+changes (the busy receives that back off and the settle checks are events); a sequential
+run of requests by one client (a LIST of 200 pages, 10,000 counter GETs, 32 at a time) is
+one step whose requests are spread evenly over its duration, whose 503 odds are its
+prefix's load when it starts. Loads are counted in 1-second bins per S3 prefix and per SQS
+action: peaks are 1-second peaks.
 
 Not simulated (see docs/scale.md): S3's partition splitting (each prefix is taken to have
 its own 3,500/5,500 from the start; the report adds the bucket-wide sums, to compare with
@@ -85,45 +99,74 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
+from cheerful.cli.cloud import SLOTS_GUESS  # noqa: E402
 from cheerful.durable import layout  # noqa: E402
 from cheerful.durable.backends import MAX_RECEIVES  # noqa: E402
 from cheerful.durable.fleet import DEFAULT_IDLE_EXIT_S  # noqa: E402
-from cheerful.durable.job import EXACT_EVERY_S as WAIT_EXACT_EVERY_S  # noqa: E402
-from cheerful.durable.job import LONGEST_POLL_S, Job  # noqa: E402
+from cheerful.durable.job import Job  # noqa: E402
+from cheerful.durable.overview import COUNTED_OUT_EXACT_S  # noqa: E402
 from cheerful.durable.overview import EXACT_EVERY_S as OVERVIEW_EXACT_EVERY_S  # noqa: E402
 from cheerful.durable.queues.base import BATCH_SIZE, MAX_VISIBILITY_S  # noqa: E402
-from cheerful.durable.submit import auto_chunk_size  # noqa: E402
+from cheerful.durable.stores.many import IN_FLIGHT  # noqa: E402
+from cheerful.durable.submit import (  # noqa: E402
+    AUTO_CHUNKS_REMOTE,
+    MAX_AUTO_CHUNK,
+    auto_chunk_size,
+)
+from cheerful.durable.waiting import EXACT_EVERY_S as WAIT_EXACT_EVERY_S  # noqa: E402
+from cheerful.durable.waiting import LONGEST_POLL_S, WAIT_FAILING_S  # noqa: E402
 from cheerful.durable.worker.events import Config  # noqa: E402
 from cheerful.durable.worker.jobs import (  # noqa: E402
     CANCEL_CHECK_S,
     REMOTE_STATUS_EVERY_S,
     STATUS_REFRESH_S,
 )
-from cheerful.durable.worker.loop import DELETE_BATCH_S, POLL_S, WAIT_S  # noqa: E402
-from cheerful.durable.worker.node import NODE_EVERY_S  # noqa: E402
+from cheerful.durable.worker.loop import (  # noqa: E402
+    DELETE_BATCH_S,
+    LONGEST_QUIET_S,
+    POLL_S,
+    QUIET_S,
+    REMOTE_POLL_S,
+    WAIT_S,
+)
+from cheerful.durable.worker.node import NODE_EVERY_S, REMOTE_NODE_EVERY_S  # noqa: E402
 from cheerful.durable.worker.run import run_worker  # noqa: E402
 from cheerful.durable.worker.spot import SPOT_POLL_S  # noqa: E402
-from cheerful.durable.worker.state import INTERRUPTION_GRACE_S, SETTLE_CHECK_S  # noqa: E402
+from cheerful.durable.worker.state import (  # noqa: E402
+    INTERRUPTION_GRACE_S,
+    LONGEST_SETTLE_CHECK_S,
+    PREFETCH_UNDER_S,
+    SETTLE_CHECK_S,
+)
 
 _worker_defaults = inspect.signature(run_worker).parameters
 VISIBILITY_S = float(_worker_defaults["visibility"].default)  # run_worker's default: 30 s
 GRACE_S = 30.0  # fleet/userdata.py BootSpec.grace (what `cheerful fleet` gives --grace)
 HEARTBEAT_S = Config(1, visibility=VISIBILITY_S).heartbeat  # visibility / 3
 WAIT_POLL_S = float(inspect.signature(Job.wait).parameters["poll"].default)  # 0.5 s
+WAIT_FAILING_PAUSE_S = min(LONGEST_POLL_S, WAIT_POLL_S * 4)  # waiting.wait_for: after a failure
 WATCH_EVERY_S = 5.0  # cli/observe.py: `cheerful status --watch --every` default
+JITTER = (0.5, 1.5)  # worker/run.py: Config.jitter = random.uniform(0.5, 1.5)
 PROTOCOL = {
     "visibility_s": VISIBILITY_S,
     "heartbeat_s": HEARTBEAT_S,
     "grace_s": GRACE_S,
     "interruption_grace_s": INTERRUPTION_GRACE_S,
     "poll_s": POLL_S,
+    "remote_poll_s": REMOTE_POLL_S,
     "busy_wait_s": WAIT_S,
+    "quiet_s": QUIET_S,
+    "longest_quiet_s": LONGEST_QUIET_S,
     "delete_batch_s": DELETE_BATCH_S,
     "node_every_s": NODE_EVERY_S,
+    "remote_node_every_s": REMOTE_NODE_EVERY_S,
     "status_every_s": REMOTE_STATUS_EVERY_S,
     "status_refresh_s": STATUS_REFRESH_S,
     "cancel_check_s": CANCEL_CHECK_S,
     "settle_check_s": SETTLE_CHECK_S,
+    "longest_settle_check_s": LONGEST_SETTLE_CHECK_S,
+    "settle_jitter": JITTER,
+    "prefetch_under_s": PREFETCH_UNDER_S,
     "spot_poll_s": SPOT_POLL_S,
     "idle_exit_s": DEFAULT_IDLE_EXIT_S,
     "max_receives": MAX_RECEIVES,
@@ -132,9 +175,33 @@ PROTOCOL = {
     "wait_poll_s": WAIT_POLL_S,
     "wait_exact_every_s": WAIT_EXACT_EVERY_S,
     "wait_longest_poll_s": LONGEST_POLL_S,
+    "wait_failing_s": WAIT_FAILING_S,
     "overview_exact_every_s": OVERVIEW_EXACT_EVERY_S,
+    "overview_counted_out_exact_s": COUNTED_OUT_EXACT_S,
     "watch_every_s": WATCH_EVERY_S,
+    "readers_in_flight": IN_FLIGHT,
+    "fleet_slots_guess": SLOTS_GUESS,
 }
+# --before: the protocol as it was at 9f7ca3a, before the fixes of 169b3e8 (the values the
+# code had then, written out: some of the names above now mean something else, such as
+# POLL_S, which is now the local queue's).
+BEFORE = {
+    "node_every_s": 5.0,  # worker/node.py NODE_EVERY_S, on every store
+    "idle_poll_s": 1.0,  # worker/loop.py POLL_S, on every queue
+    "busy_poll_s": 0.2,  # worker/loop.py WAIT_S: a receive each busy turn (reserve not full)
+    "settle_check_s": 2.0,  # worker/state.py SETTLE_CHECK_S: no back-off, no jitter, no mark
+    "prefetch": "slots, always",
+    "readers_in_flight": 1,  # one get after another
+    "wait_failing_s": 0.0,  # wait() raised the first StoreError
+    "auto_chunk": f"min({MAX_AUTO_CHUNK}, ceil(tasks / {AUTO_CHUNKS_REMOTE}))",
+}
+
+
+def auto_chunk_before(tasks: int) -> int:
+    """``auto_chunk_size(tasks, remote=True)`` as it was at 9f7ca3a (no cap of 100, no
+    slots)."""
+    return max(1, min(MAX_AUTO_CHUNK, math.ceil(tasks / AUTO_CHUNKS_REMOTE)))
+
 
 # AWS limits (S3 per prefix, SQS per standard queue) and botocore (cheerful's aws.py:
 # retries={"mode": "standard", "max_attempts": 6}).
@@ -188,6 +255,7 @@ class Scenario:
     price: float = SPOT_PRICE
     readers: bool = True
     horizon_h: float = 72.0
+    before: bool = False  # the protocol before 169b3e8's fixes (--before)
 
     @property
     def chunks(self) -> int:
@@ -415,6 +483,16 @@ class Worker:
         "reason",
         "busy_s",
         "settle_due",
+        "jitter",
+        "settle_wait",
+        "next_check",
+        "turn0",
+        "check_epoch",
+        "check_set",
+        "poll_epoch",
+        "next_poll",
+        "quiet",
+        "chunk_s",
     )
 
     def __init__(self, wid: int, launch: float) -> None:
@@ -440,6 +518,15 @@ class Worker:
         self.reason = ""
         self.busy_s = 0.0
         self.settle_due = False
+        self.jitter = 1.0  # Config.jitter: its factor on the waits between settle checks
+        self.settle_wait = SETTLE_CHECK_S  # WorkerState._settle_wait
+        self.next_check = 0.0  # WorkerState._next_settle_check
+        self.turn0 = 0.0  # when its current run of idle long polls began
+        self.check_epoch = self.poll_epoch = 0  # the pending check / busy poll event
+        self.check_set = False  # a check event is pending
+        self.next_poll = 0.0  # a busy worker's next receive after empty ones
+        self.quiet = QUIET_S  # Loop.quiet_s
+        self.chunk_s: float | None = None  # WorkerState._chunk_s: its chunks' moving average
 
 
 # --- the simulation ------------------------------------------------------------------------
@@ -501,12 +588,28 @@ class Sim:
         self.serving = 0  # workers started and not gone
         self.running_total = 0  # chunks running fleet-wide
         self.dead_chunk_count = 0
+        self.before = sc.before
+        # A second stream for what the code added since (jitter, loop phases), so that
+        # --before draws the same numbers as the simulation of 9f7ca3a did.
+        self.jrng = random.Random(seed * 7919 + 17)
         self.cap = sc.slots * 2  # slots + prefetch (prefetch = slots on a remote queue)
-        self.refill = max(1, self.cap // 2)
+        self.refill = max(1, self.cap // 2)  # Loop._refill_at: config.prefetch is slots
         self.chunk_mean_s = sc.chunk_size * sc.task_s
-        self.idle_rate = 1.0 / (POLL_S + MEAN["SQS"])  # long polls of POLL_S while no slot busy
-        self.busy_rate = 1.0 / (WAIT_S + MEAN["SQS"])  # short polls each turn while busy
-        self.attr_rate = 2.0 / (SETTLE_CHECK_S + 2 * MEAN["SQS"])  # counts(): queue + dead queue
+        self.node_every = BEFORE["node_every_s"] if self.before else REMOTE_NODE_EVERY_S
+        idle_poll = BEFORE["idle_poll_s"] if self.before else REMOTE_POLL_S
+        self.idle_rate = 1.0 / (idle_poll + MEAN["SQS"])  # idle long polls
+        self.idle_turn = idle_poll + MEAN["SQS"]  # an idle loop turn (ticks between polls)
+        # --before: short polls each busy turn, counts() every 2 s while idle
+        self.busy_wait = BEFORE["busy_poll_s"]
+        self.busy_rate = 1.0 / (self.busy_wait + MEAN["SQS"])
+        self.old_settle_s = BEFORE["settle_check_s"]
+        self.fail_sleep = BEFORE["idle_poll_s"] if self.before else POLL_S  # after a failed receive
+        self.attr_rate = 2.0 / (self.old_settle_s + 2 * MEAN["SQS"])
+        self.par = 1 if self.before else IN_FLIGHT  # readers' gets under way at once
+        self.mark_at: float | None = None  # when jobs/J/settled was first written
+        self.idle_checks = 0  # CheckIdle: counts() (and settled() when nothing is out)
+        self.full_checks = 0  # settle checks that listed the results (no mark yet)
+        self.wait_borne = 0  # wait() polls that failed and were borne (WAIT_FAILING_S)
 
     # Plumbing.
 
@@ -558,15 +661,17 @@ class Sim:
             return t + self.u(op), True
 
     def s3_steps(
-        self, cl: Client, t: float, prefix: str, op: str, n: int, by: str
+        self, cl: Client, t: float, prefix: str, op: str, n: int, by: str, par: int = 1
     ) -> tuple[float, bool, int]:
-        """``n`` sequential requests by one client (LIST pages, counter GETs): the time they
-        end, whether all succeeded, attempts made. Their load is spread over their span."""
+        """``n`` sequential requests by one client (LIST pages, counter GETs), ``par`` of
+        them under way at once (``stores/many.get_many``): the time they end, whether all
+        succeeded, attempts made. Their load is spread over their span."""
         if n <= 0:
             return t, True, 0
+        par = max(1, min(par, n))
         c = self.ch(prefix, "PUT" if op == "PUT" else "GET")
         mean = MEAN[op]
-        own = 1.0 / mean
+        own = par / mean
         load = c.load(t) + own
         p = 0.0 if load <= c.limit else 1.0 - c.limit / load
         rng = self.rng
@@ -603,20 +708,20 @@ class Sim:
                 if not ok:
                     break
             c.rejected += attempts - done
+        if par > 1:  # par streams: each makes a par-th of the requests
+            span /= par
         span = max(span, 1e-3)
         c.add_rate(t, attempts / span, until=t + span, by=by)
         if op != "PUT":
             self.ops[op] += attempts
         return t + span, ok, attempts
 
-    def steps(
-        self, cl: Client, t: float, plan: list[tuple[str, str, int]], by: str
-    ) -> tuple[float, bool, int]:
-        """A plan of sequential requests ``(prefix or "queue", op, n)``: when it ends,
-        whether it all succeeded (the first failure stops it, as an exception would), and
-        how many requests it made."""
+    def steps(self, cl: Client, t: float, plan: list[tuple], by: str) -> tuple[float, bool, int]:
+        """A plan of sequential requests ``(prefix or "queue", op, n[, in flight])``: when
+        it ends, whether it all succeeded (the first failure stops it, as an exception
+        would), and how many requests it made."""
         total = 0
-        for prefix, op, n in plan:
+        for prefix, op, n, *rest in plan:
             if prefix == "queue":
                 for _ in range(n):
                     t += self.sqs(t, op, 1.0, by)
@@ -626,7 +731,7 @@ class Sim:
                 t, ok = self.s3(cl, t, prefix, op, by)
                 total += 1
             else:
-                t, ok, made = self.s3_steps(cl, t, prefix, op, n, by)
+                t, ok, made = self.s3_steps(cl, t, prefix, op, n, by, rest[0] if rest else 1)
                 total += made
             if not ok:
                 return t, False, total
@@ -664,23 +769,40 @@ class Sim:
         if w.waiter:
             self.leave_waiter(t, w)
         w.waiter = kind
-        w.wrate = self.busy_rate if kind == 2 else self.idle_rate
-        self.ch("queue", "sqs:receive").add_rate(t, w.wrate)
-        if kind == 1:  # idle, nothing held: counts() every SETTLE_CHECK_S (--job)
-            w.arate = self.attr_rate
-            self.ch("queue", "sqs:attributes").add_rate(t, w.arate)
+        if self.before:
+            w.wrate = self.busy_rate if kind == 2 else self.idle_rate
+            self.ch("queue", "sqs:receive").add_rate(t, w.wrate)
+            if kind == 1:  # idle, nothing held: counts() every 2 s (--job)
+                w.arate = self.attr_rate
+                self.ch("queue", "sqs:attributes").add_rate(t, w.arate)
+                if not w.held:
+                    if w.idle_since is None:
+                        w.idle_since = t
+                    if self.drained_at is not None:
+                        self.schedule_settle(t + self.rng.random() * self.old_settle_s, w)
+        elif kind == 2:  # busy, the queue had nothing: receives back off (Loop.quiet_*)
+            self.sqs(t, "receive", by="receive")  # the receive that found nothing
+            w.quiet = QUIET_S
+            self.schedule_poll(t, w)
+        else:  # idle: long polls of REMOTE_POLL_S, settle checks between (CheckIdle)
+            w.wrate = self.idle_rate
+            self.ch("queue", "sqs:receive").add_rate(t, w.wrate)
             if not w.held:
                 if w.idle_since is None:
                     w.idle_since = t
-                if self.drained_at is not None:
-                    self.schedule_settle(t + self.rng.random() * SETTLE_CHECK_S, w)
+                w.turn0 = t
+                self.schedule_check(w)
         w.wpos = len(self.waiters)
         self.waiters.append(w)
 
     def leave_waiter(self, t: float, w: Worker) -> None:
         if not w.waiter:
             return
-        self.ch("queue", "sqs:receive").add_rate(t, -w.wrate)
+        w.check_epoch += 1  # its pending check or busy receive is off
+        w.check_set = False
+        w.poll_epoch += 1
+        if w.wrate:
+            self.ch("queue", "sqs:receive").add_rate(t, -w.wrate)
         if w.arate:
             self.ch("queue", "sqs:attributes").add_rate(t, -w.arate)
         w.waiter, w.wrate, w.arate = 0, 0.0, 0.0
@@ -689,6 +811,35 @@ class Sim:
             self.waiters[w.wpos] = last
             last.wpos = w.wpos
         w.wpos = -1
+
+    def schedule_poll(self, t: float, w: Worker) -> None:
+        """A busy worker whose receive found nothing asks again after ``quiet`` (1 s,
+        doubling to LONGEST_QUIET_S), at the end of a loop turn (WAIT_S)."""
+        w.poll_epoch += 1
+        w.next_poll = t + w.quiet + self.jrng.random() * WAIT_S
+        w.quiet = min(LONGEST_QUIET_S, 2.0 * w.quiet)
+        self.push(w.next_poll, self.on_busy_poll, w, w.poll_epoch)
+
+    def on_busy_poll(self, t: float, w: Worker, epoch: int) -> None:
+        if epoch != w.poll_epoch or w.waiter != 2 or not w.alive:
+            return
+        t = max(t, w.loop_free)
+        if self.visible:
+            self.leave_waiter(t, w)
+            want = self.cap_of(w) - len(w.held)
+            if want > 0:
+                self.take(t, w, want)
+            return
+        dt = self.sqs(t, "receive", by="receive")
+        self.schedule_poll(t + dt, w)
+
+    def cap_of(self, w: Worker) -> int:
+        """``slots + prefetch``: WorkerState.wants takes the reserve only while this
+        worker's chunks run under PREFETCH_UNDER_S (none before one has run)."""
+        if self.before:
+            return self.cap
+        quick = w.chunk_s is not None and w.chunk_s < PREFETCH_UNDER_S
+        return self.sc.slots * 2 if quick else self.sc.slots
 
     # The queue.
 
@@ -705,17 +856,25 @@ class Sim:
         """Messages became visible: workers long-polling (or short-polling, busy) get them."""
         rng = self.rng
         while self.visible and self.waiters:
-            w = self.waiters[int(rng.random() * len(self.waiters))]
-            delay = 0.0 if w.waiter == 1 else rng.random() * WAIT_S
+            if self.before:
+                w = self.waiters[int(rng.random() * len(self.waiters))]
+                at = t + (0.0 if w.waiter == 1 else rng.random() * self.busy_wait)
+            else:  # the first receive to come gets it: a long poll now, a busy one later
+                w, at = None, math.inf
+                for _ in range(min(16, len(self.waiters))):
+                    x = self.waiters[int(rng.random() * len(self.waiters))]
+                    when = t if x.waiter == 1 else max(t, x.next_poll)
+                    if when < at:
+                        w, at = x, when
             self.leave_waiter(t, w)
-            want = self.cap - len(w.held)
+            want = self.cap_of(w) - len(w.held)
             if want > 0:
-                self.take(max(t + delay, w.loop_free), w, want)
+                self.take(max(at, w.loop_free), w, want)
 
     def try_receive(self, t: float, w: Worker) -> None:
         if not w.alive or w.leaving or w.waiter or not w.started:
             return
-        want = self.cap - len(w.held)
+        want = self.cap_of(w) - len(w.held)
         if want <= 0 or (w.ready and want < self.refill):
             return
         t = max(t, w.loop_free)
@@ -725,7 +884,7 @@ class Sim:
                 self.limits.append(
                     (t, f"SQS in-flight limit {SQS_INFLIGHT_LIMIT:,} (OverLimit on receive)")
                 )
-            w.loop_free = t + self.sqs(t, "receive", by="receive") + POLL_S
+            w.loop_free = t + self.sqs(t, "receive", by="receive") + self.fail_sleep
             self.push(w.loop_free, self.on_retry_receive, w)
             return
         if self.visible:
@@ -774,9 +933,11 @@ class Sim:
     def check_drained(self, t: float) -> None:
         if self.drained_at is None and not self.visible and self.in_flight == 0:
             self.drained_at = t
+            if not self.before:  # idle workers find out at their next check
+                return
             for w in self.workers:
                 if w.alive and w.started and not w.held and not w.leaving:
-                    self.schedule_settle(t + self.rng.random() * SETTLE_CHECK_S, w)
+                    self.schedule_settle(t + self.rng.random() * self.old_settle_s, w)
 
     # Events of a worker.
 
@@ -810,9 +971,12 @@ class Sim:
         t, _ok = self.s3(w.s3, t, "fleet/bundles/", "GET", "boot")
         t, _ok = self.s3(w.s3, t, "fleet/boot/", "PUT", "boot")
         w.started, w.start, w.loop_free = True, t, t
+        if not self.before:
+            w.jitter = JITTER[0] + (JITTER[1] - JITTER[0]) * self.jrng.random()
+            w.next_check = t  # WorkerState starts with a check due
         self.serving += 1
         self.node_files += 1
-        self.ch("nodes/", "PUT").add_rate(t, 1.0 / NODE_EVERY_S, by="heartbeat")
+        self.ch("nodes/", "PUT").add_rate(t, 1.0 / self.node_every, by="heartbeat")
         if w.noticed:
             self.exit(t, w, "spot interruption")
             return
@@ -940,6 +1104,10 @@ class Sim:
             self.push(t + pause, self.on_record_retry, w, (c, min(30.0, pause * 2)))
             return
         self.counters_changed(t, w)
+        if not self.before:  # WorkerState.settled: the chunks' pace, settle checks soon
+            took = t - w.held[c][3]
+            w.chunk_s = took if w.chunk_s is None else 0.7 * w.chunk_s + 0.3 * took
+            w.settle_wait = SETTLE_CHECK_S
         w.deletes.append(c)
         if len(w.deletes) >= BATCH_SIZE:
             self.flush_deletes(t, w)
@@ -952,6 +1120,8 @@ class Sim:
             if not w.held:
                 self.exit(t, w, w.leaving)
             return
+        if w.waiter == 2 and not self.before:  # a slot is free: ask for work now
+            self.leave_waiter(t, w)
         self.try_receive(t, w)
 
     def on_record_retry(self, t: float, w: Worker, arg) -> None:
@@ -1029,8 +1199,12 @@ class Sim:
         if w.waiter == 1 and not w.held:
             if w.idle_since is None:
                 w.idle_since = t
-            if self.drained_at is not None:
-                self.schedule_settle(t + self.rng.random() * SETTLE_CHECK_S, w)
+            if self.before:
+                if self.drained_at is not None:
+                    self.schedule_settle(t + self.rng.random() * self.old_settle_s, w)
+            elif not w.check_set:
+                w.turn0 = t
+                self.schedule_check(w)
 
     # Leaving.
 
@@ -1068,10 +1242,94 @@ class Sim:
         if w.idle_since is not None and t_end - w.idle_since >= DEFAULT_IDLE_EXIT_S:
             self.exit(t_end, w, "idle")
             return
-        self.schedule_settle(t_end + SETTLE_CHECK_S, w)
+        self.schedule_settle(t_end + self.old_settle_s, w)
 
     def dead_chunks(self) -> int:
         return self.dead_chunk_count
+
+    def schedule_check(self, w: Worker) -> None:
+        """The next CheckIdle of an idle ``--job`` worker (WorkerState._maybe_exit): once
+        its settle wait is over, or it has been idle ``--idle-exit``, at the end of a long
+        poll (the loop ticks between receives)."""
+        due = w.next_check
+        if w.idle_since is not None:
+            due = min(due, w.idle_since + DEFAULT_IDLE_EXIT_S)
+        turns = max(1, math.ceil((due - w.turn0) / self.idle_turn - 1e-9))
+        w.check_epoch += 1
+        w.check_set = True
+        self.push(w.turn0 + turns * self.idle_turn, self.on_check, w, w.check_epoch)
+
+    def on_check(self, t: float, w: Worker, epoch: int) -> None:
+        """Loop._check_idle: counts(); when nothing is out, counts.settled(); then
+        WorkerState.idle_checked (the next wait doubles, times the worker's jitter)."""
+        if epoch != w.check_epoch or not w.alive or w.leaving or w.held or not w.started:
+            return
+        if w.waiter != 1:
+            return
+        w.check_set = False
+        t = max(t, w.loop_free)
+        self.idle_checks += 1
+        if w.deletes:
+            self.flush_deletes(t, w)
+            t = max(t, w.loop_free)
+        t += self.sqs(t, "attributes", by="settle")  # counts(): the job's queue ...
+        t += self.sqs(t, "attributes", by="settle")  # ... and its dead letters
+        pending = bool(self.visible) or self.in_flight > 0
+        settled, ok = False, True
+        if not pending:
+            settled, ok, t = self.settled_check(t, w)
+        w.loop_free = w.turn0 = t
+        w.next_check = t + w.settle_wait * w.jitter
+        w.settle_wait = min(LONGEST_SETTLE_CHECK_S, 2.0 * w.settle_wait)
+        if settled:
+            self.exit(t, w, "job settled")
+            return
+        if not ok:  # cannot tell: as if nothing were left
+            self.settle_failures += 1
+            pending = False
+        if w.idle_since is not None and t - w.idle_since >= DEFAULT_IDLE_EXIT_S:
+            if not pending:
+                self.exit(t, w, "idle")
+                return
+            w.idle_since = t  # wait one more idle period: they may come back
+        self.schedule_check(w)
+
+    def settled_check(self, t: float, w: Worker) -> tuple[bool, bool, float]:
+        """counts.settled by a worker (the instance role: a missing key is a 403, then a
+        LIST): the retry rounds and the ``settled`` mark; without the mark, the whole
+        count, and the mark written when it says settled. (settled, ok, when it ends)."""
+        self.settle_checks += 1
+        plan: list[tuple] = []
+        if t >= w.spec_until:
+            plan.append((J, "HEAD", 1))  # JobCache.spec: the manifest is still there
+            w.spec_until = t + CANCEL_CHECK_S
+        rounds = [
+            (J + "retries/", "LIST", 1),  # no round ...
+            (J, "HEAD", 1),  # ... so Store.list checks the key itself: 403 ...
+            (J, "LIST", 1),  # ... and lists it
+        ]
+        plan += rounds
+        plan.append((J, "GET", 1))  # jobs/J/settled
+        mark = self.mark_at is not None and self.mark_at <= t
+        if not mark:
+            self.full_checks += 1
+            pages = max(1, math.ceil(2 * self.records / LIST_PAGE))
+            plan += [
+                (J, "LIST", 1),  # the mark is missing: 403, and the listing that tells
+                (J, "HEAD", 1),  # submitted
+                *rounds,  # read_plan
+                ("queue", "attributes", 1),  # dead_chunks: the dead-letter queue's count
+                (J + "results/", "LIST", pages),  # list_results
+            ]
+        t, ok, _n = self.steps(w.s3, t, plan, "settle")
+        if not ok or mark:
+            return ok, ok, t
+        if self.records + self.dead_chunks() < self.C:
+            return False, True, t
+        t, ok = self.s3(w.s3, t, J, "PUT", "settle")  # the first to find it writes the mark
+        if ok and (self.mark_at is None or t < self.mark_at):
+            self.mark_at = t
+        return ok, ok, t
 
     def on_notice(self, t: float, w: Worker, at: float) -> None:
         if not w.alive:
@@ -1116,7 +1374,7 @@ class Sim:
             self.ch(J + "status/", "PUT").hit(t, 1.0, "counters")
         self.ch("nodes/", "PUT").hit(t, 1.0, "heartbeat")
         self.ch("fleet/boot/", "PUT").hit(t + 1.0, 1.0, "boot")
-        self.ch("nodes/", "PUT").add_rate(t, -1.0 / NODE_EVERY_S)
+        self.ch("nodes/", "PUT").add_rate(t, -1.0 / self.node_every)
         w.alive = False
         self.alive_count -= 1
         self.serving -= 1
@@ -1146,7 +1404,7 @@ class Sim:
             return
         self.leave_waiter(t, w)
         self.serving -= 1
-        self.ch("nodes/", "PUT").add_rate(t, -1.0 / NODE_EVERY_S)
+        self.ch("nodes/", "PUT").add_rate(t, -1.0 / self.node_every)
         self.running_total -= w.running
         w.running = 0
         self.set_extending(t, w)
@@ -1181,7 +1439,7 @@ class Sim:
 
     # Readers.
 
-    def status_plan(self, exact: bool, reader_role: bool = True) -> list[tuple[str, str, int]]:
+    def status_plan(self, exact: bool) -> list[tuple]:
         """``Job.status()``'s requests now (the user's credentials: a missing key is a 404)."""
         w = self.status_files
         plan = [
@@ -1192,14 +1450,20 @@ class Sim:
             (J, "HEAD", 1),  # cancelled (404)
             (J, "HEAD", 1),  # submitted
             (J + "status/", "LIST", max(1, math.ceil(w / LIST_PAGE))),  # read_reports ...
-            (J + "status/", "GET", w),  # ... one GET per worker that ever served the job
+            (J + "status/", "GET", w, self.par),  # ... a GET per worker that ever served it
         ]
         if exact:
             plan.append((J + "results/", "LIST", max(1, math.ceil(2 * self.records / LIST_PAGE))))
         return plan
 
     def start_readers(self, t: float) -> None:
-        self.wait_state = {"exact_at": 0.0, "last": None, "pause": WAIT_POLL_S, "cl": Client()}
+        self.wait_state = {
+            "exact_at": 0.0,
+            "last": None,
+            "pause": WAIT_POLL_S,
+            "cl": Client(),
+            "failing": None,
+        }
         self.push(t, self.on_wait)
         self.watch_state = {"exact_at": 0.0, "settled": False, "cl": Client(), "attached": False}
         self.push(t, self.on_watch)
@@ -1236,11 +1500,19 @@ class Sim:
     def wait_turn(self, t: float, t_end: float, ok: bool, n: int, settled: bool) -> None:
         st = self.wait_state
         self.wait_calls.append((t, t_end - t, n))
+        if not ok and not self.before:  # waiting._Troubles: borne for WAIT_FAILING_S
+            if st["failing"] is None:
+                st["failing"] = t_end
+            if t_end - st["failing"] <= WAIT_FAILING_S:
+                self.wait_borne += 1
+                self.push(t_end + WAIT_FAILING_PAUSE_S, self.on_wait)
+                return
         if not ok:
             self.reader_errors.append((t_end, "wait() raised StoreError (SlowDown after retries)"))
-            st["last"] = None
+            st["last"], st["failing"] = None, None
             self.push(t_end + WATCH_EVERY_S, self.on_wait)  # as if the user ran it again
             return
+        st["failing"] = None
         if settled:
             self.wait_returned = t_end
             self.push(t_end + TERMINATE_S, self.on_finish_run)  # TerminateInstances
@@ -1260,16 +1532,24 @@ class Sim:
         nodes = self.node_files
         plan = [
             ("nodes/", "LIST", max(1, math.ceil(nodes / LIST_PAGE))),
-            ("nodes/", "GET", nodes),
+            ("nodes/", "GET", nodes, self.par),
             ("jobs/", "LIST", 1),
         ]
         if not st["attached"]:
             plan.append((J, "GET", 1))
             st["attached"] = True
         live = self.serving > 0
+        # Once the estimates (the heartbeats' counts, up to node_every old) count every
+        # task, the exact counts are read every COUNTED_OUT_EXACT_S, not every 30 s.
+        counted_out = (
+            not self.before
+            and self.records + self.dead_chunks() >= self.C
+            and t >= self.last_record + self.node_every / 2
+            and t >= st["exact_at"] - OVERVIEW_EXACT_EVERY_S + COUNTED_OUT_EXACT_S
+        )
         if st["settled"]:
             plan += [(J + "retries/", "LIST", 1), (J, "HEAD", 1)]
-        elif not live or t >= st["exact_at"]:
+        elif not live or t >= st["exact_at"] or counted_out:
             plan += self.status_plan(True)
             st["exact_at"] = t + OVERVIEW_EXACT_EVERY_S
         t_end, ok, n = self.steps(st["cl"], t, plan, "watch")
@@ -1467,6 +1747,10 @@ class Sim:
             "exits": dict(self.exits),
             "settle_checks": self.settle_checks,
             "settle_checks_failed": self.settle_failures,
+            "idle_checks": self.idle_checks,
+            "settle_checks_listing": self.settle_checks if self.before else self.full_checks,
+            "settled_mark_s": None if self.mark_at is None else round(self.mark_at, 1),
+            "wait_failures_borne": self.wait_borne,
             "reader_errors": [
                 {"at_s": round(a, 1), "what": what} for a, what in self.reader_errors[:5]
             ],
@@ -1487,15 +1771,20 @@ class Sim:
 # --- analytic read costs (the same request plans, mean latencies) ------------------------
 
 
-def plan_seconds(plan: list[tuple[str, str, int]]) -> tuple[int, float]:
-    n = sum(k for _, _, k in plan)
-    s = sum(k * MEAN["SQS" if p == "queue" else op] for p, op, k in plan)
+def plan_seconds(plan: list[tuple]) -> tuple[int, float]:
+    n = sum(item[2] for item in plan)
+    s = sum(
+        k * MEAN["SQS" if p == "queue" else op] / (rest[0] if rest else 1)
+        for p, op, k, *rest in plan
+    )
     return n, s
 
 
-def read_costs(chunks: int, nodes: int) -> dict:
-    """Requests and sequential seconds of each reader call for a job of ``chunks`` chunks
-    served by ``nodes`` workers (each left a counters file and a heartbeat)."""
+def read_costs(chunks: int, nodes: int, before: bool = False) -> dict:
+    """Requests and seconds of each reader call for a job of ``chunks`` chunks served by
+    ``nodes`` workers (each left a counters file and a heartbeat); gets ``IN_FLIGHT`` at
+    once (``stores/many.get_many``), one after another with ``before``."""
+    par = 1 if before else IN_FLIGHT
     pages = max(1, math.ceil(2 * chunks / LIST_PAGE))
     base = [
         (J, "GET", 1),
@@ -1504,19 +1793,32 @@ def read_costs(chunks: int, nodes: int) -> dict:
         ("queue", "attributes", 1),
         (J, "HEAD", 2),
         (J + "status/", "LIST", max(1, math.ceil(nodes / LIST_PAGE))),
-        (J + "status/", "GET", nodes),
+        (J + "status/", "GET", nodes, par),
     ]
     exact = base + [(J + "results/", "LIST", pages)]
-    settle = [
-        ("queue", "attributes", 3),
-        (J, "HEAD", 3),
-        (J + "retries/", "LIST", 1),
-        (J, "LIST", 1),
-        (J + "results/", "LIST", pages),
-    ]
+    rounds = [(J + "retries/", "LIST", 1), (J, "HEAD", 1), (J, "LIST", 1)]
+    if before:
+        settle = [
+            ("queue", "attributes", 3),
+            (J, "HEAD", 3),
+            (J + "retries/", "LIST", 1),
+            (J, "LIST", 1),
+            (J + "results/", "LIST", pages),
+        ]
+        marked = settle
+    else:  # counts(), the manifest, the rounds, the mark; without it the whole count
+        marked = [("queue", "attributes", 2), (J, "HEAD", 1), *rounds, (J, "GET", 1)]
+        settle = marked + [
+            (J, "LIST", 1),
+            (J, "HEAD", 1),
+            *rounds,
+            ("queue", "attributes", 1),
+            (J + "results/", "LIST", pages),
+            (J, "PUT", 1),
+        ]
     refresh = [
         ("nodes/", "LIST", max(1, math.ceil(nodes / LIST_PAGE))),
-        ("nodes/", "GET", nodes),
+        ("nodes/", "GET", nodes, par),
         ("jobs/", "LIST", 1),
     ]
     results = [
@@ -1524,25 +1826,35 @@ def read_costs(chunks: int, nodes: int) -> dict:
         (J, "GET", 1),
         ("queue", "attributes", 1),
         (J, "HEAD", 1),
-        (J + "results/", "GET", chunks),
+        (J + "results/", "GET", chunks, par),
     ]
     out = {}
     for name, plan in (
         ("status_exact", exact),
         ("status_estimate", base),
         ("settle_check", settle),
+        ("settle_check_marked", marked),
         ("overview_refresh", refresh),
         ("results", results),
     ):
         n, s = plan_seconds(plan)
         out[name] = {"requests": n, "seconds": round(s, 2)}
-    herd = nodes * (pages + 5)
-    out["settle_herd"] = {
-        "requests": herd,
-        "list_pages": nodes * pages,
-        "seconds_at_limit": round(nodes * (pages + 4) / S3_GET_LIMIT, 1),
-        "offered_per_s": round(nodes / plan_seconds(settle)[1] * (pages + 4)),
-    }
+    s3_marked = sum(k for p, _, k, *_ in marked if p != "queue")
+    if before:  # every idle worker every 2 s, all at once when the job drains
+        herd = nodes * (pages + 5)
+        out["settle_herd"] = {
+            "requests": herd,
+            "list_pages": nodes * pages,
+            "seconds_at_limit": round(nodes * (pages + 4) / S3_GET_LIMIT, 1),
+            "offered_per_s": round(nodes / plan_seconds(settle)[1] * (pages + 4)),
+        }
+    else:  # the workers at the longest wait: one check each per 30-90 s, with the mark
+        out["settle_herd"] = {
+            "requests": nodes * s3_marked,
+            "list_pages": pages,
+            "seconds_at_limit": round(nodes * s3_marked / S3_GET_LIMIT, 1),
+            "offered_per_s": round(nodes * s3_marked / LONGEST_SETTLE_CHECK_S),
+        }
     return out
 
 
@@ -1581,21 +1893,34 @@ def render(results: list[dict], costs: list[dict], args) -> str:
         for c in costs:
             k = c["costs"]
             herd = k["settle_herd"]
+            marked = k["settle_check_marked"]
+            settle = f"{k['settle_check']['requests']:,} / {k['settle_check']['seconds']:,.1f}"
+            if not args.before:
+                settle = f"{marked['requests']:,} / {marked['seconds']:,.2f} ({settle})"
             rows.append(
                 [
                     f"{c['chunks']:,}",
                     f"{c['nodes']:,}",
                     f"{k['status_exact']['requests']:,} / {k['status_exact']['seconds']:,.1f}",
                     f"{k['status_estimate']['requests']:,} / {k['status_estimate']['seconds']:,.1f}",
-                    f"{k['settle_check']['requests']:,} / {k['settle_check']['seconds']:,.1f}",
-                    f"{herd['list_pages']:,} / {herd['offered_per_s']:,} / {herd['seconds_at_limit']:,.0f}",
+                    settle,
+                    f"{herd['requests' if not args.before else 'list_pages']:,} / "
+                    f"{herd['offered_per_s']:,} / {herd['seconds_at_limit']:,.0f}",
                     f"{k['overview_refresh']['requests']:,} / {k['overview_refresh']['seconds']:,.1f}",
                     f"{k['results']['requests']:,} / {k['results']['seconds']:,.0f}",
                 ]
             )
-        out.append(
-            "\n### What reading costs (requests / seconds, one client, requests one after another)\n"
-        )
+        how = "requests one after another" if args.before else f"gets {IN_FLIGHT} at once"
+        out.append(f"\n### What reading costs (requests / seconds, one client, {how})\n")
+        if args.before:
+            settle_head = "settle check (1 worker)"
+            herd_head = "settle herd: LIST pages / offered per s / s at 5,500/s"
+        else:
+            settle_head = "settle check (1 worker): with the mark (without)"
+            herd_head = (
+                "N marked checks: S3 requests / per s over "
+                f"{LONGEST_SETTLE_CHECK_S:g} s / s at 5,500/s"
+            )
         out.append(
             table(
                 rows,
@@ -1604,8 +1929,8 @@ def render(results: list[dict], costs: list[dict], args) -> str:
                     "nodes",
                     "status() exact",
                     "status() estimate (wait poll)",
-                    "settle check (1 worker)",
-                    "settle herd: LIST pages / offered per s / s at 5,500/s",
+                    settle_head,
+                    herd_head,
                     "status --watch refresh",
                     "results()",
                 ],
@@ -1750,6 +2075,45 @@ def result_tables(results: list[dict], job: str, interrupts: float) -> list[str]
             ],
         )
     )
+    rows = []
+    for r in results:
+        sc = r["scenario"]
+        drained = r["drained_s"]
+        after = "-"
+        if drained is not None and r["wait_returned_s"] is not None:
+            after = f"{max(0.0, r['wait_returned_s'] - drained):,.0f}"
+        exits = r["exits"]
+        rows.append(
+            [
+                f"{sc['instances']:,}",
+                size(r),
+                hms(drained),
+                hms(r.get("settled_mark_s")),
+                after,
+                f"{r['settle_checks_listing']:,} / {r['settle_checks']:,}",
+                f"{r['settle_checks_failed']:,}",
+                f"{exits.get('job settled', 0):,} / {exits.get('idle', 0):,} / "
+                f"{exits.get('terminated after wait()', 0):,}",
+                f"{r['wait_failures_borne']:,}",
+            ]
+        )
+    out.append("\n### Settling: the end of the job\n")
+    out.append(
+        table(
+            rows,
+            [
+                "instances",
+                "chunk size",
+                "last message deleted",
+                "settled mark written",
+                "wait() returns after (s)",
+                "settle checks listing results / all",
+                "failed checks",
+                "workers leaving: settled / idle / terminated",
+                "wait() failures borne",
+            ],
+        )
+    )
     return out
 
 
@@ -1778,6 +2142,18 @@ def main() -> None:
     parser.add_argument("--no-readers", action="store_true", help="no wait() and no status --watch")
     parser.add_argument("--horizon-hours", type=float, default=72.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--auto-slots",
+        type=int,
+        default=SLOTS_GUESS,
+        help="slots per instance `cheerful run --fleet N` assumes for the automatic chunk "
+        "size (its --slots; SLOTS_GUESS without it)",
+    )
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="the protocol before the fixes of commit 169b3e8 (as simulated at 9f7ca3a)",
+    )
     parser.add_argument("--costs-only", action="store_true", help="only the read-cost table")
     parser.add_argument("--json", help="write every result here")
     args = parser.parse_args()
@@ -1787,7 +2163,12 @@ def main() -> None:
         for i, n in enumerate(int(x) for x in args.instances.split(",")):
             for j, spec in enumerate(args.chunk_sizes.split(",")):
                 auto = spec.strip() == "auto"
-                size = auto_chunk_size(args.tasks, remote=True) if auto else int(spec)
+                if not auto:
+                    size = int(spec)
+                elif args.before:
+                    size = auto_chunk_before(args.tasks)
+                else:  # cli/cloud.fleet_chunk_size: two chunks at least per slot
+                    size = auto_chunk_size(args.tasks, remote=True, slots=n * args.auto_slots)
                 sc = Scenario(
                     n,
                     size,
@@ -1802,6 +2183,7 @@ def main() -> None:
                     price=args.price,
                     readers=not args.no_readers,
                     horizon_h=args.horizon_hours,
+                    before=args.before,
                 )
                 t0 = time.perf_counter()
                 result = Sim(sc, args.seed * 1000 + i * 10 + j).run()
@@ -1814,14 +2196,15 @@ def main() -> None:
                     flush=True,
                 )
     costs = [
-        {"chunks": c, "nodes": n, "costs": read_costs(c, n)}
+        {"chunks": c, "nodes": n, "costs": read_costs(c, n, args.before)}
         for c in (100, 10_000, 100_000, 1_000_000)
         for n in (100, 1_000, 10_000)
     ]
     print(render(results, costs, args))
     wall = time.perf_counter() - started
     print(
-        f"\n{len(results)} simulations, seed {args.seed}, {wall:.0f} s of wall time "
+        f"\n{len(results)} simulations{' (--before)' if args.before else ''}, seed {args.seed}, "
+        f"{wall:.0f} s of wall time "
         f"(python {sys.version.split()[0]})"
     )
     if args.json:
@@ -1832,6 +2215,7 @@ def main() -> None:
                     "seed": args.seed,
                     "wall_s": round(wall, 1),
                     "protocol": PROTOCOL,
+                    "before": BEFORE if args.before else None,
                     "latency_s": LATENCY,
                     "results": results,
                     "read_costs": costs,
