@@ -110,8 +110,8 @@ def test_automatic_chunk_sizes():
     ]
     remote = [auto_chunk_size(n, remote=True) for n in (100, 101, 10_000, 100_000)]
     assert remote == [1, 2, 100, 100]  # at most 100 a chunk on SQS + S3
-    # known slots: two chunks each at least (100 instances of 16 slots: 3,200 chunks)
-    assert auto_chunk_size(100_000, remote=True, slots=1600) == 32
+    # known slots: about eight chunks each (100 instances of 16 slots: 12,800 chunks)
+    assert auto_chunk_size(100_000, remote=True, slots=1600) == 8
 
 
 def test_big_inputs_spill_to_the_store(tmp_path):

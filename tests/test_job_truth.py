@@ -331,3 +331,19 @@ def test_a_big_input_is_held_at_most_twice_while_it_is_submitted(tmp_path):
         (job,) = cf.jobs(backend)
         spilled = [k for k in backend.store.list(layout.inputs_prefix(job.id))]
         assert len(spilled) == 1 and os.path.getsize(backend.store.root / spilled[0]) > size
+
+
+def test_a_big_remote_job_is_listed_shard_by_shard_with_the_same_outcome(tmp_path):
+    from cheerful.durable.counts import SHARDED_LIST_KEYS, list_results
+    from cheerful.durable.stores.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "store"))
+    for chunk in range(300):
+        store.put(layout.result("j", chunk), b"record")
+        if chunk % 7 == 0:
+            store.put(layout.summary("j", chunk, chunk % 3), b"")
+    store.put("jobs/j/results/zz-not-a-result", b"")
+    page_by_page = list_results(store, "j", 300)
+    store.remote = True  # as S3 is: now listed in parallel, one prefix per shard
+    assert list_results(store, "j", SHARDED_LIST_KEYS) == page_by_page
+    assert len(page_by_page.records) == 300 and page_by_page.failed[7] == 1

@@ -29,10 +29,10 @@ __all__ = [
 ]
 
 CLOUD_OPTIONS = ("fleet", "types", "setup", "max_dollars", "max_price", "requirements")
+"""The options of ``cheerful run`` that launch cloud workers."""
 SLOTS_GUESS = 8
 """Slots taken per instance when choosing a fleet job's chunk size without ``--slots`` (the
 instance types' vCPUs are only known once launched; 8 is a middling spot type)."""
-"""The options of ``cheerful run`` that launch cloud workers."""
 
 
 def cloud_options(fn: Callable) -> Callable:
@@ -102,19 +102,34 @@ def check_cloud(backend: str, options: dict[str, Any]) -> None:
     check_budget(options.get("max_dollars"))
 
 
-def fleet_chunk_size(envs: str, instances: int, slots: int | None) -> int | None:
-    """The chunk size for a job run on ``instances`` cloud workers: two chunks at least per
-    slot they will have (``--slots``, else :data:`SLOTS_GUESS` each). None when the envs
-    cannot be read (the submit then says why)."""
+def fleet_chunk_size(
+    envs: str, instances: int, slots: int | None, given: int | None = None
+) -> int | None:
+    """The chunk size for a job run on ``instances`` cloud workers: about eight chunks per
+    slot they will have (``--slots``, else :data:`SLOTS_GUESS` each). A ``given`` size is
+    kept, but one that leaves slots without a chunk is said (those instances bill idle).
+    None when the envs cannot be read (the submit then says why)."""
+    import math
+
     from cheerful.durable.envs import load_envs
     from cheerful.durable.submit import auto_chunk_size
-    from cheerful.errors import CheerfulError
 
     try:
         tasks = len(load_envs(envs))
     except (CheerfulError, OSError):
-        return None
-    return auto_chunk_size(tasks, remote=True, slots=instances * (slots or SLOTS_GUESS))
+        return given
+    total = instances * (slots or SLOTS_GUESS)
+    if given is None:
+        return auto_chunk_size(tasks, remote=True, slots=total)
+    chunks = math.ceil(tasks / given)
+    if chunks < total:
+        err.print(
+            f"--chunk-size {given} makes {plural(chunks, 'chunk')} for about {total} slots of "
+            f"{plural(instances, 'instance')}: some will stand idle (and bill) for the whole "
+            "job; leave --chunk-size out to cut the job for the fleet",
+            style="yellow",
+        )
+    return given
 
 
 def run_on_fleet(job: Any, backend: str, *, slots: int | None, fleet: int, **options: Any) -> Any:

@@ -76,8 +76,9 @@ def run(
     cloud = {k: options.pop(k) for k in CLOUD_OPTIONS}
     check_cloud(backend, cloud)
     started = time.monotonic()
-    if cloud["fleet"] and options.get("chunk_size") is None:
-        options["chunk_size"] = fleet_chunk_size(envs, cloud["fleet"], slots)
+    if cloud["fleet"]:
+        given = options.get("chunk_size")
+        options["chunk_size"] = fleet_chunk_size(envs, cloud["fleet"], slots, given)
     job = submit_from_cli(script, command, envs, backend, **options)
     if job is None:
         return

@@ -30,16 +30,27 @@ COST_EVERY_S = 30.0
 def watch(backend: Any, job_id: str | None, every: float) -> None:
     """Show the live view until Ctrl-C."""
     from cheerful.durable.overview import Overview
+    from cheerful.errors import BackendError
 
     overview, costs = Overview(backend), _Costs(backend.url)
     with Live(console=out, auto_refresh=False, screen=False) as live:
         try:
             while True:
-                overview.refresh()
-                live.update(_render(overview, job_id, costs), refresh=True)
+                try:
+                    overview.refresh()
+                    view = _render(overview, job_id, costs)
+                except BackendError as exc:  # a throttled or unreachable store: ask again
+                    view = Group(_render(overview, job_id, costs), _trouble(exc))
+                live.update(view, refresh=True)
                 time.sleep(every)
         except KeyboardInterrupt:
             return
+
+
+def _trouble(exc: Exception) -> Text:
+    """The line that says the last refresh failed (the view shows the one before)."""
+    return Text(f"{datetime.now():%H:%M:%S} reading the backend failed, trying again: {exc}",
+                style="yellow")  # fmt: skip
 
 
 class _Costs:

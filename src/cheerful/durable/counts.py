@@ -31,7 +31,7 @@ from .queues.base import Queue
 from .records import DeadChunk, dead_chunks, read_records
 from .rounds import ChunkPlan, read_plan
 from .stores.base import Store
-from .stores.many import get_many
+from .stores.many import get_many, list_many
 
 __all__ = [
     "REPORT_FRESH_S",
@@ -50,6 +50,9 @@ REPORT_REFRESH_S = 20.0
 """A worker rewrites its counters of a job with tasks running at least this often."""
 REPORT_FRESH_S = 3 * REPORT_REFRESH_S
 """Counters older than this are a worker's that is gone: its running tasks are not counted."""
+SHARDED_LIST_KEYS = 20_000
+"""A remote job's results with about this many keys (records and their summaries) or more
+are listed shard by shard in parallel (one page holds 1,000 keys)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,18 @@ class Listing:
     failed: dict[int, int]
 
 
-def list_results(store: Store, job: str) -> Listing:
-    """List the job's results once (keys only)."""
+def list_results(store: Store, job: str, chunks: int = 0) -> Listing:
+    """List the job's results once (keys only). A job of many ``chunks`` on a remote store
+    is listed shard by shard, :data:`~.stores.many.IN_FLIGHT` at a time (about a second
+    for 100,000 chunks, against some 20 s page after page)."""
     records: set[int] = set()
     failed: dict[int, int] = {}
-    for key in store.list(layout.results_prefix(job)):
+    root = layout.results_prefix(job)
+    if store.remote and 2 * chunks >= SHARDED_LIST_KEYS:
+        keys = list_many(store, [f"{root}/{shard:02x}" for shard in range(256)])
+    else:
+        keys = store.list(root)
+    for key in keys:
         try:
             chunk, count = layout.parse_results_key(key)
         except ConfigError:  # not a key of this layout
@@ -157,7 +167,8 @@ def settled(queue: Queue, store: Store, job: str, manifest: dict) -> bool:
         return False
     plan = read_plan(store, job, manifest)
     dead = dead_chunks(queue, store, job, plan)
-    if not count(store, plan, list_results(store, job), dead, submitted=True).settled:
+    listing = list_results(store, job, plan.end)
+    if not count(store, plan, listing, dead, submitted=True).settled:
         return False
     store.put(layout.settled_mark(job), json.dumps({"rounds": rounds}).encode())
     return True

@@ -168,7 +168,8 @@ class Job:
         running = sum(r.running for r in reports)
         incomplete = self._incomplete(plan, submitted, now)
         if exact or not running:
-            c = count(store, plan, list_results(store, self.id), dead, submitted=submitted)
+            listing = list_results(store, self.id, plan.end)
+            c = count(store, plan, listing, dead, submitted=submitted)
             running = min(running, c.missing)
             waiting = 0 if cancelled else c.missing - running
             return JobStatus(

@@ -54,6 +54,10 @@ AUTO_CHUNKS = 200
 """The automatic chunk size aims for about this many chunks."""
 AUTO_CHUNKS_REMOTE = 100
 """The same on a backend where every request is paid (SQS + S3)."""
+CHUNKS_PER_SLOT = 8
+"""Given the slots that will run a job, the automatic chunk size gives each about this many
+chunks: each slot's last chunk sets the job's tail, so a finer cut ends sooner (the fleet
+simulation: 25-task chunks beat 63-task ones by 6 % in time and dollars at 100 instances)."""
 ITEMS_KEPT_BYTES = 16 * 1024 * 1024
 """A job whose inputs pickle to at most this keeps them whole (one object), so that a
 table of its results shows each task's env or input beside its result."""
@@ -188,11 +192,12 @@ def submit_command(
 def auto_chunk_size(tasks: int, *, remote: bool = False, slots: int | None = None) -> int:
     """The chunk size used when none is given: about 200 chunks (100 on a backend where
     every request is paid, such as SQS + S3: about 3 requests a chunk), at most 1,000
-    tasks each (100 on SQS + S3). Given the ``slots`` that will run the job, at least two
-    chunks per slot, so that none stands idle while another works through a long chunk."""
+    tasks each (100 on SQS + S3). Given the ``slots`` that will run the job, about
+    :data:`CHUNKS_PER_SLOT` chunks per slot, so that none stands idle while another works
+    through a long chunk."""
     chunks = AUTO_CHUNKS_REMOTE if remote else AUTO_CHUNKS
     if slots is not None:
-        chunks = max(chunks, 2 * slots)
+        chunks = max(chunks, CHUNKS_PER_SLOT * slots)
     largest = MAX_AUTO_CHUNK_REMOTE if remote else MAX_AUTO_CHUNK
     return max(1, min(largest, math.ceil(tasks / chunks)))
 

@@ -18,7 +18,9 @@ from cheerful.errors import BackendError, JobError, WaitTimeout
 
 EXACT_EVERY_S = 5.0
 """``wait`` counts from the listing of results at least this often (between, while tasks
-run, from the workers' counters)."""
+run, from the workers' counters), and as soon as those count every task."""
+REMOTE_EXACT_EVERY_S = 30.0
+"""The same on a remote store (S3), where a big job's listing is many paid requests."""
 NO_WORKER_S = 60.0
 """``wait`` says so once when no worker has taken a task of the job for this long."""
 WAIT_FAILING_S = 300.0
@@ -53,11 +55,12 @@ def wait_for(
 
     deadline = None if timeout is None else time.monotonic() + timeout
     quiet, last, pause, exact_at = _Quiet(job), None, poll, 0.0
+    every = REMOTE_EXACT_EVERY_S if job.backend.store.remote else EXACT_EVERY_S
     troubles = _Troubles()
     with reporter(progress, job.tasks, f"job {job.id}") as report:
         while True:
             exact = time.monotonic() >= exact_at or last is None or last.finished
-            exact_at = time.monotonic() + EXACT_EVERY_S if exact else exact_at
+            exact_at = time.monotonic() + every if exact else exact_at
             status = troubles.read(job, exact)
             if status is None:  # the store or queue failed: the job goes on, ask again
                 time.sleep(min(LONGEST_POLL_S, poll * 4))
