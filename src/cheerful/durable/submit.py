@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cheerful.byvalue import by_value, local_modules
 from cheerful.errors import ConfigError, JobError
 from cheerful.serialize import check_function, check_items, dumps
 from cheerful.task import as_items
@@ -118,10 +119,12 @@ def submit(
 
     ``seed`` gives task ``i`` the same random streams as ``cf.map(..., seed=seed)``; a task
     that raises is run again up to ``retries`` more times; ``timeout`` (seconds) stops a
-    task that runs longer. Nothing is stored or sent if ``fn`` or an item cannot be pickled.
-    ``workdir`` (a directory) and ``files`` ship with the job: each task runs in its own
-    copy of them (see :mod:`cheerful.durable.files`); what a task writes to
-    ``cf.output_dir()`` is kept (``job.files(i)``).
+    task that runs longer. Nothing is stored or sent if ``fn`` or an item cannot be pickled;
+    code from the caller's own modules (not installed packages) travels by value, so a worker
+    on another machine needs only the packages. ``workdir`` (a directory) and ``files`` ship
+    with the job: each task runs in its own copy of them (see
+    :mod:`cheerful.durable.files`); what a task writes to ``cf.output_dir()`` is kept
+    (``job.files(i)``).
     """
     options = _options(backend, chunk_size, seed, retries, timeout, name, files, workdir)
     if not callable(fn):
@@ -130,7 +133,8 @@ def submit(
     if not items:
         raise ConfigError("items is empty: a job needs at least one task")
     label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    return _submit(fn, items, "function", label, options)
+    with by_value(local_modules()):  # a worker elsewhere may not have the caller's modules
+        return _submit(fn, items, "function", label, options)
 
 
 def submit_script(

@@ -16,9 +16,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cheerful.byvalue import SHIPPED
+
 __all__ = ["SHIPPED", "Bundle", "bundle"]
 
-SHIPPED = ("cheerful", "cloudpickle")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed times: the same files always make the same zip
 
 

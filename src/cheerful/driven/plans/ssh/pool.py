@@ -17,13 +17,13 @@ import warnings
 import weakref
 from multiprocessing.connection import wait as wait_for
 
+from cheerful.byvalue import by_value, local_modules
 from cheerful.errors import HostUnreachable, SerializationError
 from cheerful.pool import Crashed, Done, Pool, Work
 from cheerful.serialize import dumps, dumps_oob
 
 from . import wire
 from .bundle import bundle
-from .byvalue import by_value, local_modules
 from .hosts import SshSettings
 from .link import Link
 

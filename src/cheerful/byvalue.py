@@ -1,10 +1,11 @@
-"""Which of the caller's modules travel by value to an SSH host.
+"""Which of the caller's modules travel by value to another machine.
 
 cloudpickle sends a function from an importable module by reference (module and name);
-on a host that lacks the module (the user's script directory, a test file, a project
-checked out only here) it could not be loaded. Modules loaded from outside the Python
-installation (not the standard library, not site-packages) are therefore sent by value
-while a chunk for a host is pickled; cheerful and cloudpickle are shipped, so they stay by
+on an SSH host or a cloud worker that lacks the module (the user's script directory, a
+test file, a project checked out only here) it could not be loaded. Modules loaded from
+outside the Python installation (not the standard library, not site-packages) are
+therefore sent by value while a chunk for a host, or a durable job's code and inputs, are
+pickled; cheerful and cloudpickle are on every worker (:data:`SHIPPED`), so they stay by
 reference. A class sent by value keeps its identity on the way back (cloudpickle tracks
 it), so a task's own exception type is still ``except``-able in the caller.
 """
@@ -22,13 +23,15 @@ from contextlib import contextmanager
 
 import cloudpickle
 
-from .bundle import SHIPPED
+__all__ = ["SHIPPED", "by_value", "local_modules"]
 
-__all__ = ["by_value", "local_modules"]
+SHIPPED = ("cheerful", "cloudpickle")
+"""Packages every worker has (an SSH host gets them in the bundle, a cloud worker in its
+install): modules of theirs are pickled by reference."""
 
 
 def local_modules() -> list[str]:
-    """Names of the loaded modules that a host's Python may not be able to import."""
+    """Names of the loaded modules that another machine's Python may not be able to import."""
     return sorted(name for name, module in list(sys.modules.items()) if _is_local(name, module))
 
 
