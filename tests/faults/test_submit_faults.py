@@ -161,3 +161,41 @@ def test_a_submit_whose_queue_fails_cancels_the_job(tmp_path):
     assert isinstance(info.value.__cause__, cf.QueueError)
     (job,) = cf.jobs(backend)
     assert job.backend.store.exists(f"{layout.job_prefix(job.id)}/cancelled")
+
+
+class _FlakyRemoteQueue:
+    """A local queue that acts as a remote one (batches sent in parallel) and fails its
+    fourth send."""
+
+    remote = True
+
+    def __init__(self, queue) -> None:
+        self.queue, self.calls, self.lock = queue, 0, threading.Lock()
+
+    def send(self, bodies, group=None):
+        with self.lock:
+            self.calls += 1
+            fail = self.calls == 4
+        if fail:
+            raise cf.QueueError("throttled")
+        return self.queue.send(bodies, group=group)
+
+    def __getattr__(self, name):
+        return getattr(self.queue, name)
+
+
+def test_a_parallel_send_that_fails_says_exactly_how_many_went_out(tmp_path):
+    from cheerful.durable.sending import SEND_BATCH, send_chunks
+
+    import dataclasses
+
+    opened = open_backend(f"local://{tmp_path}/backend")
+    flaky = _FlakyRemoteQueue(opened.queue)
+    backend = dataclasses.replace(opened, queue=flaky)
+    chunks = [(n, [n]) for n in range(20 * SEND_BATCH)]
+    with pytest.raises(cf.JobError, match=r"after (\d+) chunk message\(s\)") as info:
+        send_chunks(backend, "job-x", chunks, lambda indices: list(indices), "submitting")
+    said = int(info.value.args[0].split("after ")[1].split(" ")[0])
+    in_queue = len(flaky.queue.receive(10_000, 0, 60))
+    assert said == in_queue and said % SEND_BATCH == 0 and said < 20 * SEND_BATCH
+    assert backend.store.exists(layout.cancelled("job-x"))  # workers drop what went out
