@@ -62,10 +62,12 @@ class TaskPlaces:
         """Run the block as task ``index`` (attempt ``attempt``) of ``job``: in a copy of
         ``template`` when the job ships files, with an empty output directory."""
         work, out = self.scratch / "work", self.scratch / "out"
-        for place in (work, out):
-            shutil.rmtree(place, ignore_errors=True)
-        out.mkdir(parents=True)
+        if not out.is_dir():  # kept from task to task while tasks leave it empty (cheap)
+            if out.is_symlink() or out.exists():
+                out.unlink()  # a task put a file or a link in its place
+            out.mkdir(parents=True)
         if template is not None:
+            shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(template, work, ignore=shutil.ignore_patterns(".cheerful-unpacked"))
         saved_cwd = os.getcwd() if template is not None else None
         saved_env = {name: os.environ.get(name) for name in (OUTPUT_DIR_ENV, TASK_ENV)}
@@ -82,19 +84,31 @@ class TaskPlaces:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+            left = _holds_anything(out)
             try:
-                self._keep(out, job, index, attempt)
+                if left:
+                    self._keep(out, job, index, attempt)
             finally:
-                for place in (work, out):
-                    shutil.rmtree(place, ignore_errors=True)
+                if template is not None:
+                    shutil.rmtree(work, ignore_errors=True)
+                if left:  # the next task gets an empty one
+                    shutil.rmtree(out, ignore_errors=True)
 
     def _keep(self, out: Path, job: str, index: int, attempt: int) -> None:
-        """Store what the task left in its output directory (nothing if it is empty)."""
-        if self.store is None or not any(out.iterdir()):
+        """Store what the task left in its output directory."""
+        if self.store is None:
             return
         key = layout.output(job, index, min(attempt, 10**layout.ATTEMPT_WIDTH - 1))
         self.store.put_if_absent(key, pack_outputs(out))
 
+
+def _holds_anything(directory: Path) -> bool:
+    """True unless ``directory`` is an empty directory (a task may even have removed it)."""
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False  # removed or replaced by the task: nothing to keep, made anew next time
 
 def pack_outputs(directory: Path) -> bytes:
     """A ``tar.gz`` of the files under ``directory`` (paths relative to it)."""
