@@ -152,7 +152,7 @@ def run_on_fleet(job: Any, backend: str, *, slots: int | None, fleet: int, **opt
                     f"EC2 granted no instance ({'; '.join(launch.errors) or 'no reason'}); the job "
                     f"is kept: try other --type, or go on later with: {resume}"
                 )
-            status = job.wait(progress=_CostBar(RichBar(err), workers, job.id))
+            status = job.wait(progress=_CostBar(RichBar(err.console), workers, job.id))
         except KeyboardInterrupt:
             stopped_by = signals.first or signal.SIGINT
             err.print(f"\ninterrupted ({stopped_by.name}): terminating the job's cloud workers")

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
 
 from cheerful.errors import CheerfulError
 
@@ -20,6 +19,7 @@ __all__ = [
     "BACKEND_HELP",
     "CheerfulCommandError",
     "CommandGroup",
+    "LazyConsole",
     "backend_option",
     "command_line",
     "err",
@@ -35,10 +35,31 @@ BACKEND_HELP = (
 REDIRECTED_WIDTH = 200
 """Columns of the output when it is not a terminal, so that tables are not squeezed."""
 
+class LazyConsole:
+    """A rich ``Console`` made on first use: a command that prints nothing through it (a
+    worker, busy from its first second) does not pay rich's import."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    @property
+    def console(self) -> Any:
+        """The rich ``Console`` itself (for rich's ``Live`` and ``Progress``)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
 _width = None if sys.stdout.isatty() else REDIRECTED_WIDTH
-out = Console(highlight=False, markup=False, soft_wrap=True, width=_width)
+out = LazyConsole(highlight=False, markup=False, soft_wrap=True, width=_width)
 """Standard output: what a command answers (ids, tables, results)."""
-err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)
 """Standard error: progress, advice and summaries."""
 
 
@@ -49,7 +70,25 @@ class CheerfulCommandError(click.ClickException):
 
 
 class CommandGroup(click.Group):
-    """Turns every :class:`~cheerful.errors.CheerfulError` into a clean ``Error:`` line."""
+    """Turns every :class:`~cheerful.errors.CheerfulError` into a clean ``Error:`` line.
+
+    ``lazy`` names commands by ``"module:attribute"`` (relative to :mod:`cheerful.cli`):
+    each loads when it is run or listed, so ``cheerful worker`` imports only the worker's."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, attribute = self.lazy[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module, "cheerful.cli"), attribute))
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import click
 
-from .backend import init
 from .console import CommandGroup
-from .dashboard import dashboard
-from .fleet import fleet
-from .observe import logs, results, status
-from .run import run, submit
-from .steer import cancel, retry
-from .worker import worker
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
+
+COMMANDS = {
+    "init": ".backend:init",
+    "run": ".run:run",
+    "submit": ".run:submit",
+    "worker": ".worker:worker",
+    "status": ".observe:status",
+    "results": ".observe:results",
+    "logs": ".observe:logs",
+    "retry": ".steer:retry",
+    "cancel": ".steer:cancel",
+    "fleet": ".fleet:fleet",
+    "dashboard": ".dashboard:dashboard",
+}
+"""Every command, by where it is defined (loaded when it is run or listed)."""
 
 
-@click.group(cls=CommandGroup)
+@click.group(cls=CommandGroup, lazy=COMMANDS)
 @click.version_option(package_name="cheerful")
 def main() -> None:
     """cheerful: cheap and cheerful massively parallel batch processing."""
-
-
-for command in (init, run, submit, worker, status, results, logs, retry, cancel, fleet, dashboard):
-    main.add_command(command)

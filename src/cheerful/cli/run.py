@@ -135,7 +135,7 @@ class _WatchedBar:
     def __init__(self, fleet, log_dir: str, resume: str) -> None:
         from cheerful.progress_rich import RichBar
 
-        self.bar, self.fleet, self.log_dir, self.resume = RichBar(err), fleet, log_dir, resume
+        self.bar, self.fleet, self.log_dir, self.resume = RichBar(err.console), fleet, log_dir, resume
 
     def __call__(self, **event: Any) -> None:
         self.bar(**event)

@@ -33,7 +33,7 @@ def watch(backend: Any, job_id: str | None, every: float) -> None:
     from cheerful.errors import BackendError
 
     overview, costs = Overview(backend), _Costs(backend.url)
-    with Live(console=out, auto_refresh=False, screen=False) as live:
+    with Live(console=out.console, auto_refresh=False, screen=False) as live:
         try:
             while True:
                 try:

@@ -84,8 +84,9 @@ def worker(
     from cheerful.durable.worker.pid1 import as_pid_1
     from cheerful.durable.worker.storing import STORE_FAILING
 
-    err.print(
-        f"cheerful worker (pid {os.getpid()}) serving {backend}" + (f", job {job}" if job else "")
+    click.echo(  # plain: rich loads only once there is a summary to print
+        f"cheerful worker (pid {os.getpid()}) serving {backend}" + (f", job {job}" if job else ""),
+        err=True,
     )
 
     def serve() -> int:

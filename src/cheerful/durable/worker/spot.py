@@ -18,13 +18,10 @@ drive it with an injected ``clock`` and ``opener``); :meth:`SpotWatcher.start` p
 
 from __future__ import annotations
 
-import http.client
 import json
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +106,11 @@ class SpotWatcher:
             )
         self.base = base_url.rstrip("/")
         self.every, self.timeout, self.clock = every, timeout, clock
-        self.opener = opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        if opener is None:  # http and urllib load here: only a worker on EC2 makes one
+            import urllib.request
+
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.opener = opener
         self.warn = warn or _warn
         self._token: str | None = None
         self._token_due = 0.0
@@ -129,6 +130,8 @@ class SpotWatcher:
 
     def read_identity(self) -> dict[str, str]:
         """Ask the metadata service what this instance is (an error: what is known)."""
+        import http.client
+
         found = {}
         for name, path in IDENTITY_PATHS.items():
             try:
@@ -151,6 +154,8 @@ class SpotWatcher:
 
     def check(self) -> SpotNotice | None:
         """Poll once: the notice in force now, or None (none, or the service failed)."""
+        import http.client
+
         try:
             notice = self._poll()
         except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -208,6 +213,9 @@ class SpotWatcher:
 
     def _get(self, path: str) -> bytes | None:
         """The body of ``path``, or None when it is not there (404)."""
+        import urllib.error
+        import urllib.request
+
         for fresh in (False, True):
             request = urllib.request.Request(self.base + path, method="GET")
             request.add_header("X-aws-ec2-metadata-token", self._session(fresh))
@@ -224,6 +232,8 @@ class SpotWatcher:
 
     def _session(self, fresh: bool) -> str:
         """The cached token, or a new one if asked, none yet or close to expiry."""
+        import urllib.request
+
         now = self.clock()
         if fresh or self._token is None or now >= self._token_due:
             request = urllib.request.Request(self.base + TOKEN_PATH, method="PUT")
@@ -250,6 +260,8 @@ def _text(value: object) -> str | None:
 
 
 def _describe(exc: BaseException) -> str:
+    import urllib.error
+
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} for {exc.url}"
     reason = getattr(exc, "reason", None)
