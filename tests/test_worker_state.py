@@ -517,7 +517,7 @@ def test_an_idle_worker_of_one_job_asks_ever_less_often():
             asked.append(now)
             w.idle_checked(now, pending=True, settled=False)
         now = round(now + 0.5, 1)
-    waits = [b - a for a, b in zip(asked, asked[1:])]
+    waits = [b - a for a, b in zip(asked[:-1], asked[1:], strict=True)]
     assert waits[:3] == [SETTLE_CHECK_S, 2 * SETTLE_CHECK_S, 4 * SETTLE_CHECK_S]
     assert max(waits) == LONGEST_SETTLE_CHECK_S  # and no longer: a job retried is seen
 

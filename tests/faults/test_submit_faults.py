@@ -185,9 +185,9 @@ class _FlakyRemoteQueue:
 
 
 def test_a_parallel_send_that_fails_says_exactly_how_many_went_out(tmp_path):
-    from cheerful.durable.sending import SEND_BATCH, send_chunks
-
     import dataclasses
+
+    from cheerful.durable.sending import SEND_BATCH, send_chunks
 
     opened = open_backend(f"local://{tmp_path}/backend")
     flaky = _FlakyRemoteQueue(opened.queue)
