@@ -10,8 +10,10 @@ veth disappears.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -132,13 +134,16 @@ class Sshd:
         return f"root@{self.address}:{self.port}"
 
     def stop(self) -> None:
-        """Stop sshd (its sessions' processes end with their connections)."""
+        """Stop sshd and kill every process of its sessions (agents and their workers):
+        a session whose connection was cut would otherwise outlive it."""
+        sessions = descendants(self.proc.pid)
         self.proc.terminate()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        kill_all(sessions + descendants(self.proc.pid))
         self.log.close()
 
 
@@ -198,11 +203,18 @@ class Netns:
         _ip("link", "set", self.outside, "up")
 
     def remove(self) -> None:
-        """Stop sshd and delete the namespace (its veth pair goes with it)."""
+        """Stop sshd, kill every process left in the namespace (a cut host's agent and
+        its sshd session), then delete the namespace (its veth pair goes with it)."""
         if hasattr(self, "sshd"):
             self.sshd.stop()
+        kill_all(self.pids())
         subprocess.run(["ip", "link", "del", self.outside], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+    def pids(self) -> list[int]:
+        """Every process running in the namespace."""
+        found = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True)
+        return [int(pid) for pid in found.stdout.split() if pid.isdigit()]
 
 
 def add_safety_route() -> bool:
@@ -239,6 +251,37 @@ def processes() -> list[tuple[int, list[str]]]:
             if argv[0]:
                 found.append((int(entry.name), argv[:-1] if argv[-1] == "" else argv))
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for child, _ in processes():
+        children.setdefault(_parent(child), []).append(child)
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
+
+
+def kill_all(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGKILL ``pids`` and wait until they are gone (or reaped zombies of others)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in pids:  # our own children must be reaped; others vanish once their parent reaps
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, os.WNOHANG)
+    wait_until(lambda: not [p for p in pids if _alive(p)], timeout, 0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def agents(address: str = "") -> list[int]:

@@ -173,6 +173,10 @@ def test_one_hierarchy(child, parents):
 
 def test_every_error_class_is_a_cheerful_error():
     for name in cheerful.errors.__all__:
+        if name == "JobInterrupted":  # Ctrl-C: no `except Exception` may swallow it
+            assert issubclass(cf.JobInterrupted, KeyboardInterrupt)
+            assert not issubclass(cf.JobInterrupted, Exception)
+            continue
         assert issubclass(getattr(cheerful.errors, name), cf.CheerfulError), name
 
 

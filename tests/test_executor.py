@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +253,154 @@ def test_shutdown_after_every_queued_call_was_cancelled_returns(tmp_path):
     finally:
         release.touch()
         ex.shutdown(wait=False)  # wakes a stuck manager, so the test run can end
+
+
+# --- faults: each fails its own call, as ProcessPoolExecutor reports them ---------------
+
+
+class PickleFails:
+    """Cannot be pickled at all."""
+
+    def __reduce__(self):
+        raise pickle.PicklingError("not today")
+
+
+def make_rebuild_fails(_=None):
+    return RebuildFails()
+
+
+def pid_then_nap(path: str) -> int:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(60)
+    return os.getpid()
+
+
+def test_a_result_that_cannot_be_unpickled_fails_its_call_and_the_executor_goes_on():
+    with cf.Executor(cf.processes(2)) as ex:
+        bad = ex.submit(make_rebuild_fails)
+        exc = bad.exception(timeout=TIMEOUT)
+        assert isinstance(exc, cf.SerializationError) and isinstance(exc, BrokenProcessPool)
+        assert "cannot be unpickled in the caller" in str(exc)
+        assert ex.submit(square, 6).result(timeout=TIMEOUT) == 36
+        assert list(ex.map(square, range(5), timeout=TIMEOUT)) == [0, 1, 4, 9, 16]
+
+
+def test_pickling_errors_are_pickling_errors():
+    with cf.Executor(cf.processes(2)) as ex:
+        exc = ex.submit(abs, PickleFails()).exception(timeout=TIMEOUT)
+        assert isinstance(exc, pickle.PicklingError) and isinstance(exc, cf.SerializationError)
+        assert ex.submit(abs, -2).result(timeout=TIMEOUT) == 2
+    with pytest.raises(pickle.PicklingError):
+        cf.map(abs, [1, PickleFails()], plan=cf.processes(2))
+
+
+def test_the_call_whose_worker_is_killed_fails_with_broken_process_pool(tmp_path):
+    marker = tmp_path / "pid"
+    with cf.Executor(cf.processes(2)) as ex:
+        running = ex.submit(pid_then_nap, str(marker))
+        assert wait_for(marker)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        exc = running.exception(timeout=TIMEOUT)
+        assert isinstance(exc, cf.WorkerCrashed) and isinstance(exc, BrokenProcessPool)
+        assert exc.signal == "SIGKILL"
+        assert ex._broken is None  # the executor goes on: a new worker took its place
+        assert [ex.submit(square, i).result(timeout=TIMEOUT) for i in range(4)] == [0, 1, 4, 9]
+
+
+def test_an_idle_worker_killed_fails_nothing():
+    with cf.Executor(cf.processes(2)) as ex:
+        pids = {ex.submit(os.getpid).result(timeout=TIMEOUT) for _ in range(20)}
+        os.kill(pids.pop(), signal.SIGKILL)
+        assert [f.result(timeout=TIMEOUT) for f in [ex.submit(square, i) for i in range(20)]] == [
+            i * i for i in range(20)
+        ]
+
+
+def record_pid(path: str, value: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()} {value}\n")
+
+
+INITIALIZED = "no"
+
+
+def initialize(path: str, value: str) -> None:
+    global INITIALIZED
+    INITIALIZED = value
+    record_pid(path, value)
+
+
+def initialized(_=None) -> tuple[str, int]:
+    return INITIALIZED, os.getpid()
+
+
+def test_the_initializer_runs_once_in_each_worker(tmp_path):
+    log = tmp_path / "init"
+    with cf.Executor(cf.processes(2), initializer=initialize, initargs=(str(log), "yes")) as ex:
+        got = [f.result(timeout=TIMEOUT) for f in [ex.submit(initialized) for _ in range(40)]]
+    assert {value for value, _ in got} == {"yes"}
+    lines = log.read_text().splitlines()
+    assert sorted(lines) == sorted({f"{pid} yes" for _, pid in got})  # once per worker
+
+
+def fail_to_initialize() -> None:
+    raise ValueError("no database here")
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
+def test_a_failing_initializer_breaks_the_executor(plan, caplog):
+    with cf.Executor(plan, initializer=fail_to_initialize) as ex:
+        exc = ex.submit(square, 2).exception(timeout=TIMEOUT)
+        assert isinstance(exc, cf.BrokenPlan) and "no database here" in str(exc)
+        with pytest.raises(futures.BrokenExecutor):
+            ex.submit(square, 3)
+    assert any("no database here" in r.getMessage() for r in caplog.records)
+
+
+ABANDONED = """
+import os, sys, time, gc
+import cheerful as cf
+
+def note(path, i):
+    time.sleep(0.3)
+    open(os.path.join(path, f"done-{i}"), "w").close()
+
+if __name__ == "__main__":
+    path = sys.argv[1]
+    left = cf.Executor(cf.processes(2))
+    for i in range(3):
+        left.submit(note, path, i)          # never shut down: finishes at exit
+    quitting = cf.Executor(cf.processes(2))
+    for i in range(3, 6):
+        quitting.submit(note, path, i)
+    quitting.shutdown(wait=False)           # returns at once, the calls still run
+    dropped = cf.Executor(cf.processes(1))
+    dropped.submit(note, path, 6)
+    del dropped                             # collected: finishes, then stops
+    gc.collect()
+"""
+
+
+def test_submitted_calls_finish_after_shutdown_without_wait_drop_and_exit(tmp_path):
+    script = tmp_path / "abandon.py"
+    script.write_text(ABANDONED)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("done-*")) == [f"done-{i}" for i in range(7)]
+
+
+def test_a_dropped_executor_stops_its_workers():
+    import gc
+
+    ex = cf.Executor(cf.processes(2))
+    pids = {ex.submit(os.getpid).result(timeout=TIMEOUT) for _ in range(10)}
+    last = ex.submit(square, 5)
+    del ex
+    gc.collect()
+    assert last.result(timeout=TIMEOUT) == 25
+    deadline = time.monotonic() + TIMEOUT
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)

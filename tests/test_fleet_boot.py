@@ -58,6 +58,7 @@ def test_the_user_data_installs_the_wheel_and_its_worker_completes_the_job(
         "CHEERFUL_ROOT": str(root),
         "CHEERFUL_METADATA_URL": "",
         "CHEERFUL_POWEROFF": "0",
+        "UV_PYTHON_DOWNLOADS": "never",  # the client's Python is here: nothing to download
     }
     env.pop("CHEERFUL_BACKEND", None)
     done = subprocess.run(["bash", str(user_data)], env=env, timeout=600, cwd=tmp_path)
@@ -81,7 +82,7 @@ def run_user_data(user_data: str, tmp_path) -> tuple[int, str, object]:
     script.write_text(user_data)
     root = tmp_path / "instance"
     env = {**os.environ, "CHEERFUL_ROOT": str(root), "CHEERFUL_METADATA_URL": "",
-           "CHEERFUL_POWEROFF": "0"}  # fmt: skip
+           "CHEERFUL_POWEROFF": "0", "UV_PYTHON_DOWNLOADS": "never"}  # fmt: skip
     env.pop("CHEERFUL_BACKEND", None)
     done = subprocess.run(["bash", str(script)], env=env, timeout=600, cwd=tmp_path)
     return done.returncode, (root / "bootstrap.log").read_text(), root

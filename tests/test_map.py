@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import threading
 import pytest
 
 import cheerful as cf
+from cheerful.driven.chunking import MAX_STREAM_CHUNK
 
 
 def square(x):
@@ -183,3 +185,42 @@ def test_functions_defined_in_a_scripts_main_run(tmp_path):
 
 def test_main_functions_run_on_spawned_workers(tmp_path):
     assert run_script(tmp_path, SPAWNING) == ["[100, 101, 102]"]
+
+
+def counted(read: list[int]):
+    """An endless generator that notes how many items were taken from it."""
+    for i in itertools.count():
+        read[0] = i + 1
+        yield i
+
+
+def test_imap_reads_an_endless_generator_only_as_workers_need_it(two):
+    read, got = [0], []
+    for index, value in cf.imap(square, counted(read), plan=two, chunk_size=3):
+        assert value == index * index
+        got.append(index)
+        # at most one chunk per worker ahead of what was handed back (+ one partly handed)
+        assert read[0] <= len(got) + 3 * (2 + 1)
+        if len(got) == 60:
+            break
+    assert len(set(got)) == 60 and max(got) < read[0]  # each once, each read from it
+
+
+def test_imap_of_a_generator_cuts_its_own_chunks_in_bounded_memory(two):
+    read = [0]
+    for seen, _ in enumerate(cf.imap(square, counted(read), plan=two), start=1):
+        assert read[0] <= seen + 3 * MAX_STREAM_CHUNK
+        if seen == 20_000:
+            break
+
+
+def test_imap_names_an_input_of_a_generator_that_cannot_travel(two):
+    def inputs():
+        yield from range(5)
+        yield threading.Lock()
+        yield from range(6, 100)
+
+    with pytest.raises(cf.SerializationError, match="task 5"):
+        for _ in cf.imap(square, inputs(), plan=two, chunk_size=2):
+            pass
+    assert cf.map(square, range(4), plan=two) == [0, 1, 4, 9]  # the plan goes on

@@ -9,9 +9,10 @@ traceback as ``__cause__``); only when it cannot travel back does it become a
 
     CheerfulError                       root of everything cheerful raises
     ├── ConfigError (ValueError)        bad argument, plan, backend URL or envs file; says what to do
-    ├── SerializationError (TypeError)  a function, argument or result cannot be pickled
+    ├── SerializationError (TypeError, PicklingError)  a function, argument or result cannot be pickled
+    │   └── RebuildFailed (BrokenProcessPool)  it was pickled, but cannot be rebuilt on the other side
     ├── TaskError                       a task failed and its exception could not be rebuilt here
-    │   ├── WorkerCrashed               the process running a task died (signal, exit code, OOM)
+    │   ├── WorkerCrashed (BrokenProcessPool)  the process running a task died (signal, exit code, OOM)
     │   └── TaskTimeout (TimeoutError)  a task ran longer than its ``timeout``
     ├── BrokenPlan (BrokenExecutor)     a plan can no longer run tasks (all workers gone)
     │   └── HostUnreachable             an SSH host cannot be reached or was cut off
@@ -25,11 +26,16 @@ traceback as ``__cause__``); only when it cannot travel back does it become a
     │   │   └── ObjectNotFound (KeyError)  a key is absent from the store
     │   └── FleetError                  EC2, IAM or SSM refused or failed a fleet request
     └── CommandFailed                   a command-mode task exited with a non-zero code
+
+    KeyboardInterrupt
+    └── JobInterrupted                  Ctrl-C stopped a map on a durable plan; the job goes on
 """
 
 from __future__ import annotations
 
+import pickle
 from concurrent.futures import BrokenExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 __all__ = [
     "BackendError",
@@ -41,9 +47,11 @@ __all__ = [
     "HostUnreachable",
     "JobError",
     "JobFailed",
+    "JobInterrupted",
     "JobNotFound",
     "ObjectNotFound",
     "QueueError",
+    "RebuildFailed",
     "SerializationError",
     "StoreError",
     "TaskError",
@@ -61,8 +69,14 @@ class ConfigError(CheerfulError, ValueError):
     """A bad argument, plan, backend URL or input file; the message says what to do."""
 
 
-class SerializationError(CheerfulError, TypeError):
+class SerializationError(CheerfulError, TypeError, pickle.PicklingError):
     """A function, an argument or a result cannot be serialized with cloudpickle."""
+
+
+class RebuildFailed(SerializationError, BrokenProcessPool):
+    """A call, its inputs or its result were pickled but cannot be unpickled on the other
+    side (a module missing there, a failing ``__reduce__``). Only that task fails; it is
+    also a ``BrokenProcessPool``, which ``ProcessPoolExecutor`` raises in that case."""
 
 
 class TaskError(CheerfulError):
@@ -99,10 +113,12 @@ def _rebuild_task_error(cls, message, state):
     return err
 
 
-class WorkerCrashed(TaskError):
+class WorkerCrashed(TaskError, BrokenProcessPool):
     """The process running a task died: a segfault, ``os._exit``, or a kill (often OOM).
 
     ``exitcode`` is the exit code when it exited, ``signal`` the signal's name when killed.
+    Only that task fails (its worker is replaced); it is also a ``BrokenProcessPool``, the
+    error ``ProcessPoolExecutor`` raises when one of its processes dies.
     """
 
     def __init__(
@@ -217,3 +233,14 @@ def _error_line(stderr: str) -> str:
         if "error" in line.lower():
             return line
     return lines[-1] if lines else ""
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a ``cf.map`` on a durable plan (``cf.durable_jobs``): the job goes on
+    in the store. ``job_id`` and ``backend`` name it; the message says how to reattach
+    (``cf.Job.attach(job_id, backend).results()``) and how to start workers for it. It is a
+    ``KeyboardInterrupt``: code that stops on Ctrl-C stops on it too."""
+
+    def __init__(self, message: str, job_id: str = "", backend: str = "") -> None:
+        super().__init__(message)
+        self.job_id, self.backend = job_id, backend

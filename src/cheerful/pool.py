@@ -90,6 +90,11 @@ class Pool(ABC):
         """Stop the chunks in flight at once (after an error); the pool stays usable."""
         self.close(kill=True)
 
+    def ready_for_threads(self) -> None:  # noqa: B027 - a hook: nothing to do by default
+        """The caller is about to use this pool from threads of its own (an executor's
+        manager): a pool that forks processes makes ready now, while a fork is safe (see
+        :mod:`cheerful.zygote`). Nothing by default."""
+
 
 def owned_cores() -> int:
     """Cores this process may use: what the outer level gave it, else the machine's."""

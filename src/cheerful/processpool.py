@@ -6,27 +6,40 @@ array before the task starts, so when a worker dies (segfault, ``os._exit``, OOM
 the pool knows which task killed it, reports :class:`~cheerful.pool.Crashed` and starts a
 new worker. The processes plan, the ssh plan's host agents and the durable worker's
 slots all run their tasks in such a pool (the last two subclass it).
+
+With the ``fork`` start method the workers are forked by a zygote (:mod:`cheerful.zygote`),
+never by the caller once threads may run there, and they die with the caller.
 """
 
 from __future__ import annotations
 
-import mmap
 import multiprocessing as mp
 import multiprocessing.util
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .errors import SerializationError
+from .errors import RebuildFailed, SerializationError
+from .gpus import VISIBLE
 from .levels import set_levels
 from .pool import Crashed, Done, Pool, Work
 from .runner import run_chunk
 from .serialize import dumps, dumps_oob, loads, loads_oob, pack_result
 from .task import ChunkResult, ErrorInfo
+from .zygote import (
+    SharedArray,
+    Zygote,
+    close_in_children,
+    die_with_parent,
+    fork_here,
+    load_prctl,
+    single_threaded,
+)
 
 __all__ = [
     "FN_BYTES",
@@ -42,6 +55,7 @@ __all__ = [
 
 IDLE = -1
 """A slot's mark when it runs no task."""
+_forked_by: list[int | None] = [None]  # set around a fork here: the new worker's parent
 
 
 @dataclass
@@ -56,36 +70,103 @@ class _Slot:
 class ProcessPool(Pool):
     """Worker processes, each with a duplex pipe; replaced when they die."""
 
-    def __init__(self, workers: int, cores_each: int, method: str) -> None:
+    def __init__(
+        self, workers: int, cores_each: int, method: str, devices: list[str] | None = None
+    ) -> None:
         self.workers = workers
+        self.devices = devices  # one GPU per worker (CUDA_VISIBLE_DEVICES), by position
         self._ctx = mp.get_context(method)
         self._method = method
         self._cores_each = cores_each
         self._marks = shared_array(self._ctx, "q", workers)
         self._slots: list[_Slot] = []
-        for position in range(workers):
-            self._slots.append(self._start(position))
+        self._zygotes: list[Zygote] = []  # the one in use last (see cheerful.zygote)
         # multiprocessing joins live children at exit; its finalizers run first, so
         # the workers are told to stop before it waits for them.
-        mp.util.Finalize(self, _close_slots, args=(self._slots, True), exitpriority=10)
+        args = (self._slots, True, self._zygotes)
+        mp.util.Finalize(self, _close_slots, args=args, exitpriority=10)
+        if method == "fork":
+            load_prctl()  # once here: each worker arms PR_SET_PDEATHSIG in microseconds
+        for position in range(workers):
+            self._slots.append(self._start(position))
+
+    def ready_for_threads(self) -> None:
+        """Threads are about to use this pool (an executor's manager): fork its zygote now,
+        while that is still safe; workers started from now on are forked by it."""
+        if self._method == "fork" and not self._zygotes and single_threaded():
+            self._new_zygote()
 
     def _start(self, position: int) -> _Slot:
-        parent, child = self._ctx.Pipe(duplex=True)
-        # A forked child inherits the caller's ends of every pipe; it must close them, or
-        # a worker would never see EOF when the caller dies.
-        inherited = [s.conn for s in self._slots] + [parent] if self._method == "fork" else []
+        """Start the worker at ``position``: forked here while no other thread runs, else
+        by the pool's zygote (see :mod:`cheerful.zygote`); spawned if so chosen."""
+        for how in ("here", "zygote", "here anyway"):  # the last: no zygote can be had
+            parent, child = self._ctx.Pipe(duplex=True)
+            close_in_children(parent)  # so that the worker sees EOF when this process dies
+            process = self._launch(how, parent, child, position)
+            if process is not None:
+                self._marks[position] = IDLE
+                return _Slot(position, process, parent)
+            parent.close()
+            child.close()
+        raise AssertionError("unreachable: the last way always starts a worker")
+
+    def _launch(self, how: str, parent: Connection, child: Connection, position: int) -> Any:
+        if how == "zygote":
+            return self._forked(child, position)
+        forking = self._method == "fork"
+        if how == "here" and forking and (self._zygotes or not single_threaded()):
+            return None
+        # A forked child inherits the caller's ends of every pipe; it closes them.
+        inherited = [s.conn for s in self._slots] + [parent] if forking else []
         target, args = self._child_main(child, position, inherited)
         process = self._ctx.Process(target=target, args=args, name=f"cheerful-worker-{position}")
-        process.start()
+        main = threading.current_thread() is threading.main_thread()
+        _forked_by[0] = os.getpid() if forking and main else None  # it dies with us
+        try:
+            if how == "here" and forking and not fork_here(process.start):
+                process.kill()  # a thread ran at that fork after all: not to be trusted
+                process.join()
+                return None
+            if how != "here" or not forking:
+                process.start()
+        finally:
+            _forked_by[0] = None
         child.close()
-        self._marks[position] = IDLE
-        return _Slot(position, process, parent)
+        return process
+
+    def _forked(self, child: Connection, position: int) -> Any:
+        """A worker forked by the zygote (a new one if there is none, or it was killed);
+        None when the pool cannot have one."""
+        for _ in range(2):
+            if not self._zygotes and not self._new_zygote():
+                return None
+            try:
+                return self._zygotes[-1].fork(child, position)
+            except OSError:  # the zygote is gone (killed): a new one
+                self._zygotes.pop().close()
+        return None
+
+    def _new_zygote(self) -> bool:
+        zygote = Zygote.start(self)
+        if zygote is not None:
+            self._zygotes.append(zygote)
+        return zygote is not None
 
     def _child_main(self, child: Connection, position: int, inherited: list) -> tuple:
         """The function a new worker process runs, and its arguments (a subclass may run
         another loop in its workers, e.g. the durable worker's, see
         :mod:`cheerful.durable.worker.slots`)."""
-        return _worker_main, (child, self._marks, position, self._cores_each, inherited)
+        device = self.devices[position] if self.devices else None
+        return _worker_main, (child, self._marks, position, self._cores_each, inherited, device)
+
+    def _caller_only(self) -> list:
+        """Objects of the caller (with ``close()``) that a forked zygote closes at once."""
+        return []
+
+    def _zygote_state(self) -> tuple[type, dict]:
+        """What a fresh zygote needs to run :meth:`_child_main`: the class and its state."""
+        skip = ("_slots", "_ctx", "_zygotes")
+        return type(self), {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def idle(self) -> int:
         return sum(1 for s in self._slots if s.work is None)
@@ -94,8 +175,10 @@ class ProcessPool(Pool):
         slot = self._pick(work.fn_key)
         try:
             payload, buffers = dumps_oob(work.chunk)
-        except Exception as exc:
-            raise SerializationError(f"a chunk of tasks cannot be serialized: {exc}") from exc
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a __reduce__ too
+            raise SerializationError(f"a chunk of tasks cannot be serialized: {exc!r}") from exc
         fresh = slot.fn_key != work.fn_key
         sizes = [b.raw().nbytes for b in buffers]
         header = (
@@ -144,7 +227,12 @@ class ProcessPool(Pool):
         except (EOFError, OSError):
             return self._crashed(slot, work)
         slot.work = None
-        return Done(work.work_id, loads(data))
+        try:
+            return Done(work.work_id, loads(data))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the worker is fine, these results lost
+            return Done(work.work_id, _results_lost(work.chunk.indices, exc))
 
     def _crashed(self, slot: _Slot, work: Work) -> Crashed:
         slot.process.join(timeout=5)
@@ -170,11 +258,12 @@ class ProcessPool(Pool):
                 self._replace(slot)
 
     def close(self, *, kill: bool = False) -> None:
-        _close_slots(self._slots, kill)
+        _close_slots(self._slots, kill, self._zygotes)
 
 
-def _close_slots(slots: list[_Slot], kill: bool) -> None:
-    """Stop the workers: EOF lets idle ones exit; busy ones (or all, with ``kill``) die."""
+def _close_slots(slots: list[_Slot], kill: bool, zygotes: list[Zygote]) -> None:
+    """Stop the workers: EOF lets idle ones exit; busy ones (or all, with ``kill``) die;
+    then the zygotes end."""
     for slot in slots:
         if kill or slot.work is not None:
             slot.process.kill()
@@ -185,6 +274,22 @@ def _close_slots(slots: list[_Slot], kill: bool) -> None:
             slot.process.kill()
             slot.process.join(timeout=5)
     slots.clear()
+    while zygotes:
+        zygotes.pop().close()
+
+
+def _results_lost(indices: Sequence[int], exc: BaseException) -> ChunkResult:
+    """Every task of a chunk failed: its results came back but cannot be unpickled here."""
+    error = RebuildFailed(
+        f"the results of tasks {_span(indices)} cannot be unpickled in the caller: "
+        f"{type(exc).__name__}: {exc}"
+    )
+    info = ErrorInfo.from_exception(error, dumps)
+    return ChunkResult(tuple(indices), [None] * len(indices), dict.fromkeys(indices, info))
+
+
+def _span(indices: Sequence[int]) -> str:
+    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}..{indices[-1]}"
 
 
 def _signal_name(code: int | None) -> str | None:
@@ -214,10 +319,13 @@ def _crash_reason(code: int | None) -> str:
 # --- inside the worker ------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, marks, position: int, cores: int, inherited) -> None:
+def _worker_main(
+    conn: Connection, marks, position: int, cores: int, inherited, device: str | None = None
+) -> None:
     """A worker's loop: receive a chunk, run it, send back its outcomes, until EOF."""
-    settle_child(cores, inherited, conn)
+    settle_child(cores, inherited, conn, device)
     cache: dict[str, object] = {}
+    marks = getattr(marks, "view", marks)  # a SharedArray's memoryview: no Python call
 
     def mark(index: int) -> None:
         marks[position] = index
@@ -250,8 +358,8 @@ def _serve(header, payload: bytes, buffers: list, cache: dict, mark) -> bytes:
     try:
         fn = _function(header, cache)
         chunk = loads_oob(payload, buffers)
-    except Exception as exc:  # the chunk cannot be rebuilt here: its tasks fail, we go on
-        return pack_result(unloadable_result(header[_INDICES], exc))
+    except BaseException as exc:  # noqa: BLE001 - the chunk cannot be rebuilt here: its
+        return pack_result(unloadable_result(header[_INDICES], exc))  # tasks fail, we go on
     set_levels(header[_LEVELS])
     return pack_result(run_chunk(fn, chunk, header[SEED], mark=mark))
 
@@ -267,7 +375,7 @@ def _function(header, cache: dict):
 
 def unloadable_result(indices: Sequence[int], exc: BaseException) -> ChunkResult:
     """Every task of a chunk failed because its function or inputs cannot be unpickled."""
-    error = SerializationError(
+    error = RebuildFailed(
         f"the function or inputs of this chunk cannot be unpickled in the worker: "
         f"{type(exc).__name__}: {exc} (is every module they need importable there?)"
     )
@@ -280,22 +388,29 @@ def unloadable_result(indices: Sequence[int], exc: BaseException) -> ChunkResult
 def shared_array(ctx: Any, typecode: str, size: int) -> Any:
     """A small array of numbers shared with worker processes, writable from both sides.
 
-    Forked workers share an anonymous mapping (a fraction of a millisecond to make);
-    other start methods need multiprocessing's RawArray (a temp-file arena, ~5-10 ms).
+    Forked workers share a memory file that a zygote can map too (a fraction of a
+    millisecond to make); other start methods need multiprocessing's RawArray (a temp-file
+    arena, ~5-10 ms).
     """
     if ctx.get_start_method() == "fork":
-        return memoryview(mmap.mmap(-1, max(1, size) * 8)).cast("B").cast(typecode)
+        return SharedArray(typecode, size)
     return ctx.RawArray(typecode, size)
 
 
-def settle_child(cores: int, inherited: list, own: Connection) -> None:
-    """Set up a fresh worker: signals, inherited pipes, cores, random state."""
+def settle_child(cores: int, inherited: list, own: Connection, device: str | None = None) -> None:
+    """Set up a fresh worker: signals, inherited pipes, cores, its GPU, random state; a
+    worker forked by the caller dies with it (a zygote's workers die with their zygote)."""
+    parent, _forked_by[0] = _forked_by[0], None
+    if parent is not None and not die_with_parent(parent):
+        os._exit(1)  # the caller died while this worker started
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     for other in inherited:
         if other is not own and not other.closed:
             other.close()
     os.environ["CHEERFUL_CORES"] = str(cores)
     os.environ["CHEERFUL_IN_WORKER"] = "1"
+    if device is not None:  # before any task can initialize CUDA
+        os.environ[VISIBLE] = device
     numpy = sys.modules.get("numpy")
     if numpy is not None:  # a forked worker would repeat its parent's numpy stream
         numpy.random.seed()

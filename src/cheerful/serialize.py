@@ -149,30 +149,37 @@ def _cell_value(cell) -> Any:
 
 
 def _picklable(obj: Any) -> bool:
+    return _pickling_error(obj) is None
+
+
+def _pickling_error(obj: Any) -> BaseException | None:
+    """What pickling ``obj`` raises (a ``__reduce__`` may even raise SystemExit), or None."""
+    return _try_size(obj)[1]
+
+
+def _try_size(obj: Any) -> tuple[int, BaseException | None]:
     try:
-        _pickled_size(obj)
-    except Exception:
-        return False
-    return True
+        return _pickled_size(obj), None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any failure means it cannot travel
+        return 0, exc
 
 
-def check_items(items: Sequence[Any]) -> int:
+def check_items(items: Sequence[Any], first_index: int = 0) -> int:
     """Validate that every item pickles; return the total pickled size in bytes.
 
-    Raises :class:`SerializationError` naming the first bad task index and its object.
-    One pass over the whole list is tried first; only when it fails are the items
-    pickled one by one to find the culprit.
+    Raises :class:`SerializationError` naming the first bad task index (counted from
+    ``first_index``) and its object. One pass over the whole list is tried first; only
+    when it fails are the items pickled one by one to find the culprit.
     """
-    try:
-        return _pickled_size(list(items) if not isinstance(items, list) else items)
-    except Exception as exc:
-        first_error = exc
+    size, first_error = _try_size(list(items) if not isinstance(items, list) else items)
+    if first_error is None:
+        return size
     for index, item in enumerate(items):
-        try:
-            _pickled_size(item)
-        except Exception as exc:
+        if (exc := _pickling_error(item)) is not None:
             raise SerializationError(
-                f"task {index}: its input {_describe(item)} cannot be serialized: "
+                f"task {first_index + index}: its input {_describe(item)} cannot be serialized: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     raise SerializationError(f"the inputs cannot be serialized: {first_error}") from first_error
@@ -192,38 +199,53 @@ def pack_result(result: ChunkResult) -> bytes:
     Plain pickle is tried first (several times faster for lists of simple values);
     cloudpickle handles what it cannot (lambdas, classes defined inside a task).
     """
-    try:
-        return pickle.dumps(result, protocol=PROTOCOL)
-    except Exception:
-        pass
-    try:
-        return dumps(result)
-    except Exception:
-        return dumps(_without_unpicklable(result))
+    for pickler in (_plain_dumps, dumps):
+        try:
+            return pickler(result)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - a value's __reduce__ may raise anything
+            pass
+    return dumps(_without_unpicklable(result))
+
+
+def _plain_dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=PROTOCOL)
 
 
 def _without_unpicklable(result: ChunkResult) -> ChunkResult:
     values, errors = list(result.values), dict(result.errors)
     for position, (index, value) in enumerate(zip(result.indices, values, strict=True)):
-        if index in errors or _picklable(value):
+        if index in errors or (exc := _pickling_error(value)) is None:
             continue
-        err = SerializationError(
-            f"task {index}: its result {_describe(value)} cannot be serialized"
-        )
         values[position] = None
-        errors[index] = ErrorInfo.from_exception(err, dumps)
+        errors[index] = ErrorInfo.from_exception(_result_error(index, value, exc), dumps)
     for index, error in errors.items():
         if not _picklable(error):
             errors[index] = ErrorInfo(error.type_name, error.message, error.traceback)
     return dataclasses.replace(result, values=values, errors=errors)  # keeps subclasses
 
 
+def _result_error(index: int, value: Any, exc: BaseException) -> BaseException:
+    """The error of a task whose result cannot be pickled: a SerializationError naming
+    it, or what pickling raised when that is no error at all (SystemExit)."""
+    if not isinstance(exc, Exception):
+        return exc
+    err = SerializationError(
+        f"task {index}: its result {_describe(value)} cannot be serialized: "
+        f"{type(exc).__name__}: {exc}"
+    )
+    err.__cause__ = exc
+    return err
+
+
 class RemoteTraceback(Exception):
-    """The traceback of an exception as it was raised in a worker (shown as ``__cause__``)."""
+    """The traceback of an exception as it was raised in a worker (shown as ``__cause__``);
+    ``tb`` is the text, as in ``concurrent.futures.process._RemoteTraceback``."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
-        self.text = text
+        self.text = self.tb = text
 
     def __str__(self) -> str:
         return self.text

@@ -13,6 +13,8 @@ from ssh_servers import (  # noqa: F401 - fixtures
     Netns,
     add_safety_route,
     agents,
+    descendants,
+    kill_all,
     loopback_sshd,
     netns_available,
     remove_safety_route,
@@ -51,8 +53,13 @@ def netns_hosts(ssh_keys: Keys, tmp_path_factory) -> Iterator[list[Netns]]:  # n
 
 @pytest.fixture
 def two_hosts(netns_hosts: list[Netns]) -> Iterator[list[Netns]]:
-    """The two namespaced hosts, with their links up again after the test."""
-    yield netns_hosts
-    release_pools()
-    for host in netns_hosts:
-        host.restore()
+    """The two namespaced hosts, with their links up again after the test and no agent
+    left on them (one cut off would linger until its silence timeout, or for ever if the
+    test failed before it could end)."""
+    try:
+        yield netns_hosts
+    finally:
+        release_pools()
+        for host in netns_hosts:
+            host.restore()
+            kill_all([p for agent in agents(host.address) for p in [agent, *descendants(agent)]])

@@ -10,6 +10,7 @@ import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,11 +61,28 @@ def test_a_host_cut_off_mid_run_loses_nothing(ssh_keys, two_hosts):
     assert wait_until(lambda: not remote_processes(first.address), 15)
 
 
-def test_every_host_cut_off_raises_host_unreachable(ssh_keys, two_hosts):
+def slow_marked(i, marks):
+    Path(marks, f"{i}-{os.environ['CHEERFUL_HOST']}").touch()  # the hosts share this disk
+    return slow(i)
+
+
+def test_every_host_cut_off_raises_host_unreachable(ssh_keys, two_hosts, tmp_path):
     plan = ssh_plan(ssh_keys, [h.host for h in two_hosts])
-    threading.Timer(1.0, lambda: [h.cut() for h in two_hosts]).start()
-    with pytest.raises(cf.HostUnreachable, match="no host of the ssh plan is left") as info:
-        cf.map(slow, range(100), plan=plan, chunk_size=1)
+
+    def cut_once_both_run_tasks() -> None:  # never while the plan is still starting
+        if wait_until(lambda: {m.name.split("-", 1)[1] for m in tmp_path.iterdir()} == hosts):
+            for host in two_hosts:
+                host.cut()
+
+    hosts = {h.host for h in two_hosts}
+    cutter = threading.Thread(target=cut_once_both_run_tasks)
+    cutter.start()
+    try:
+        with pytest.raises(cf.HostUnreachable, match="no host of the ssh plan is left") as info:
+            cf.starmap(slow_marked, [(i, str(tmp_path)) for i in range(400)], plan=plan,
+                       chunk_size=1)  # fmt: skip
+    finally:
+        cutter.join()
     message = str(info.value)
     assert all(h.host in message for h in two_hosts) and "ssh says" in message
 

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import cheerful as cf
 from cheerful.driven.plans.ssh.bundle import bundle
-from ssh_servers import Sshd, agents, processes, remote_processes, ssh_plan, wait_until
+from ssh_servers import (
+    Sshd,
+    agents,
+    descendants,
+    processes,
+    remote_processes,
+    ssh_plan,
+    wait_until,
+)
 
 
 def where(_):
@@ -90,13 +98,13 @@ def test_stopping_early_abandons_the_remote_chunks_and_the_pool_goes_on(ssh_keys
     chunks = cf.imap(nap, [0.0, 60], plan=plan, chunk_size=1)
     next(chunks)
     (agent,) = agents(here)
-    workers = set(_children(agent))
+    workers = set(descendants(agent))  # its zygote and the workers it forked
     chunks.close()  # the 60 s nap is stopped on the host now, its worker replaced
     started = time.monotonic()
     assert cf.map(abs, [-1, -2], plan=plan) == [1, 2]
     assert time.monotonic() - started < 30
     assert agents(here) == [agent]  # same connection, same agent
-    assert len(workers - set(_children(agent))) == 1
+    assert len(workers - set(descendants(agent))) == 1
 
 
 def test_setup_runs_once_per_host_per_session(ssh_keys, loopback_sshd, tmp_path):
@@ -121,8 +129,8 @@ def test_shutdown_leaves_nothing_running_on_the_host(ssh_keys, loopback_sshd):
     plan = ssh_plan(ssh_keys, [loopback_sshd.host], workers_per_host=2)
     assert cf.map(where, range(4), plan=plan)
     assert len(agents(here)) == 1
-    workers = _children(agents(here)[0])
-    assert len(workers) == 2
+    workers = descendants(agents(here)[0])
+    assert len(workers) == 3  # the zygote that forks the workers, and the 2 workers
     assert len(_ssh_clients(loopback_sshd.port)) == 1  # one connection to the host
     from cheerful.driven.scheduler import release_pools
 
@@ -155,7 +163,7 @@ def test_a_caller_killed_mid_run_leaves_nothing_on_the_host(ssh_keys, loopback_s
         assert caller.stdout.readline() == b"started\n"
         assert wait_until(lambda: len(set(agents(here)) - before) == 1, 15)
         (agent,) = set(agents(here)) - before
-        workers = _children(agent)
+        workers = descendants(agent)  # its zygote and workers
         caller.send_signal(signal.SIGKILL)
     finally:
         caller.kill()
@@ -214,11 +222,6 @@ def _ship(boot: subprocess.Popen, data: bytes) -> None:
     boot.stdin.write(b"%016d" % len(data) + data)
     boot.stdin.close()  # the agent then finds no hello and stops
     boot.wait(30)
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def _alive(pid: int) -> bool:

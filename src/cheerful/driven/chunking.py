@@ -3,7 +3,9 @@
 Early chunks are big (a share of what remains), later ones shrink so that workers finish
 together; once task times are measured, no chunk is made shorter than a couple of
 milliseconds of work (so trivial tasks do not drown in per-chunk overhead) and none
-carries more than a few megabytes of input.
+carries more than a few megabytes of input. When the number of tasks is not known (items
+read from an iterator as they are needed), chunks start at one task and grow to a couple
+of milliseconds of work, at most ``MAX_STREAM_CHUNK`` tasks.
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ __all__ = ["Chunker"]
 
 MIN_CHUNK_SECONDS = 0.002
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
+MAX_STREAM_CHUNK = 4096
 SHARES_PER_WORKER = 2
 
 
 class Chunker:
-    """Hands out ranges of task indices ``[start, stop)`` until all ``total`` are given."""
+    """Hands out ranges of task indices ``[start, stop)`` until all ``total`` are given
+    (``total`` None: not known yet, see :meth:`end_at`)."""
 
     def __init__(
-        self, total: int, workers: int, chunk_size: int | None = None, item_bytes: float = 0.0
+        self,
+        total: int | None,
+        workers: int,
+        chunk_size: int | None = None,
+        item_bytes: float = 0.0,
     ) -> None:
         self.total = total
         self.workers = max(1, workers)
@@ -36,15 +44,23 @@ class Chunker:
 
     def has_more(self) -> bool:
         """True while some range is still to be handed out."""
-        return bool(self._again) or self._next < self.total
+        return bool(self._again) or self.total is None or self._next < self.total
 
     def take(self) -> tuple[int, int]:
         """The next range to run (ranges given back by :meth:`again` come first)."""
         if self._again:
             return self._again.popleft()
         start = self._next
-        self._next = min(self.total, start + self._size(self.total - start))
+        if self.total is None:
+            self._next = start + self._stream_size()
+        else:
+            self._next = min(self.total, start + self._size(self.total - start))
         return start, self._next
+
+    def end_at(self, total: int) -> None:
+        """The tasks turn out to be ``total`` (the iterator ended): hand out none beyond."""
+        self.total = total
+        self._next = min(self._next, total)
 
     def again(self, start: int, stop: int) -> None:
         """Give a range back to be run again (its worker died)."""
@@ -55,6 +71,15 @@ class Chunker:
         """Record that ``tasks`` tasks took ``seconds`` of worker time."""
         self._tasks_timed += tasks
         self._seconds += seconds
+
+    def _stream_size(self) -> int:
+        size = self.fixed or 1
+        if not self.fixed and self._tasks_timed:
+            per_task = max(self._seconds / self._tasks_timed, 1e-9)
+            size = min(MAX_STREAM_CHUNK, math.ceil(MIN_CHUNK_SECONDS / per_task))
+        if self.item_bytes > 0 and not self.fixed:
+            size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
+        return size
 
     def _size(self, remaining: int) -> int:
         if self.fixed:

@@ -2,15 +2,17 @@
 
 They validate everything first (an unpicklable function or input fails before any task
 runs), then let :mod:`cheerful.driven.scheduler` cut the list into chunks and run them.
+``cf.imap`` over an iterator (a generator, a file) is lazy instead: it reads items only as
+workers need them, so an endless or huge input runs in bounded memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import closing
 from typing import Any, Literal
 
-from cheerful.errors import ConfigError
+from cheerful.errors import BrokenPlan, ConfigError
 from cheerful.progress import reporter
 from cheerful.serialize import rebuild_exception
 from cheerful.task import ChunkResult, Failure, Outcome, as_items
@@ -72,10 +74,16 @@ def imap(
 ) -> Iterator[tuple[int, Any]]:
     """Yield ``(index, result)`` pairs as tasks complete (not in input order).
 
-    Stopping the iteration early stops the tasks still running.
+    Stopping the iteration early stops the tasks still running. An iterator (a generator,
+    a file) is read lazily: items are taken only as workers become free (about one chunk
+    per worker ahead), so an endless one works and memory stays bounded; each input is
+    checked as it is read.
     """
-    items = as_items(items)
     _check_errors(errors)
+    if isinstance(items, Iterable) and not isinstance(items, Sized):
+        chunks = _chunks(fn, iter(items), False, plan, chunk_size, seed)
+        return _yield_pairs(chunks, None, progress, errors)
+    items = as_items(items)
     chunks = _chunks(fn, items, False, plan, chunk_size, seed)
     return _yield_pairs(chunks, len(items), progress, errors)
 
@@ -93,10 +101,14 @@ def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) ->
     _check_errors(errors)
     results: list[Any] = [None] * len(items)
     chunks = _chunks(fn, items, star, plan, chunk_size, seed)
+    placed = 0
     with closing(chunks), reporter(progress, len(items), label) as report:
         for result in chunks:
             report.advance(len(result), len(result.errors))
             _place(results, result, errors)
+            placed += len(result)
+    if placed != len(items):  # a plan that lost outcomes must say so, never leave None
+        raise BrokenPlan(f"{label}: {placed} of {len(items)} task outcomes came back")
     return results
 
 
@@ -123,6 +135,12 @@ def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
     chosen = plan if plan is not None else levels[0]
     if not isinstance(chosen, Plan):
         raise ConfigError(f"plan must be a plan such as cf.processes(), not {chosen!r}")
+    inner = levels[1:]
+    whole = chosen.map_chunks(
+        fn, items, star=star, inner=inner, chunk_size=chunk_size, seed=seed
+    )  # a plan that runs the whole map its own way (a durable job)
+    if whole is not None:
+        return whole
     return run_chunks(
         fn, items, plan=chosen, inner=levels[1:], star=star, chunk_size=chunk_size, seed=seed
     )

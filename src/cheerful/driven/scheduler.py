@@ -81,7 +81,7 @@ if hasattr(os, "register_at_fork"):
 
 def run_chunks(
     fn: Callable,
-    items: Sequence[Any],
+    items: Sequence[Any] | Iterator[Any],
     *,
     plan: Plan,
     inner: Sequence[Plan] = (),
@@ -92,16 +92,20 @@ def run_chunks(
     """Run ``fn`` over ``items`` on ``plan``; yield each chunk's result as it completes.
 
     Validation happens before anything runs: an unpicklable function or input raises
-    :class:`~cheerful.errors.SerializationError` at once.
+    :class:`~cheerful.errors.SerializationError` at once. An iterator is read only as
+    chunks need its items (at most one chunk per worker ahead), each chunk checked as it
+    is read; its items are dropped once their chunk is done.
     """
-    if not items:
+    if isinstance(items, Sequence) and not items:
         return _no_chunks()
-    if plan.in_process:
-        fn_bytes, item_bytes = b"", 0.0
+    fn_bytes = b"" if plan.in_process else check_function(fn)
+    if not isinstance(items, Sequence):
+        source: _Listed | _Streamed = _Streamed(items, check=not plan.in_process)
+        item_bytes = 0.0
     else:
-        fn_bytes = check_function(fn)
-        item_bytes = check_items(items) / len(items)
-    spec = _Spec(fn, fn_bytes, f"{uuid.uuid4().hex}", items, star, seed, tuple(inner))
+        source = _Listed(items)
+        item_bytes = 0.0 if plan.in_process else check_items(items) / len(items)
+    spec = _Spec(fn, fn_bytes, f"{uuid.uuid4().hex}", source, star, seed, tuple(inner))
     return _drive(plan, spec, chunk_size, item_bytes)
 
 
@@ -110,28 +114,79 @@ def _no_chunks() -> Iterator[ChunkResult]:
     yield from ()
 
 
+class _Listed:
+    """Inputs given as a list: every one known, validated before anything runs."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items, self.total = items, len(items)
+
+    def get(self, start: int, stop: int, chunker: Chunker) -> Sequence[Any]:
+        return self.items[start:stop]
+
+    def release(self, start: int, stop: int) -> None:
+        pass
+
+
+class _Streamed:
+    """Inputs read from an iterator as chunks need them, kept until their chunk is done."""
+
+    total = None
+
+    def __init__(self, iterator: Iterator[Any], check: bool) -> None:
+        self._iterator, self._check = iterator, check
+        self._held: dict[int, Any] = {}
+        self._read = 0
+        self._ended = False
+
+    def get(self, start: int, stop: int, chunker: Chunker) -> list[Any]:
+        fresh = []
+        while self._read < stop and not self._ended:
+            try:
+                fresh.append(next(self._iterator))
+            except StopIteration:
+                self._ended = True
+                chunker.end_at(self._read)
+                break
+            self._held[self._read] = fresh[-1]
+            self._read += 1
+        if fresh and self._check:  # an input that cannot travel fails here, named
+            chunker.item_bytes = check_items(fresh, first_index=self._read - len(fresh)) / len(
+                fresh
+            )
+        return [self._held[i] for i in range(start, min(stop, self._read))]
+
+    def release(self, start: int, stop: int) -> None:
+        for index in range(start, stop):
+            self._held.pop(index, None)
+
+
 class _Spec:
     """What one map runs: the function and its inputs."""
 
-    def __init__(self, fn, fn_bytes, fn_key, items, star, seed, inner) -> None:
+    def __init__(self, fn, fn_bytes, fn_key, source, star, seed, inner) -> None:
         self.fn, self.fn_bytes, self.fn_key = fn, fn_bytes, fn_key
-        self.items, self.star, self.seed, self.inner = items, star, seed, inner
+        self.source, self.star, self.seed, self.inner = source, star, seed, inner
 
-    def work(self, start: int, stop: int) -> Work:
-        chunk = Chunk(start, self.items[start:stop], self.star)
+    def work(self, start: int, stop: int, chunker: Chunker) -> Work | None:
+        """The chunk of tasks ``[start, stop)``, or None when the inputs ended before."""
+        items = self.source.get(start, stop, chunker)
+        if not items:
+            return None
+        chunk = Chunk(start, items, self.star)
         return Work(next(_ids), self.fn_key, self.fn_bytes, chunk, self.seed, self.inner, self.fn)
 
 
 def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float):
     with open_pool(plan) as pool:
-        chunker = Chunker(len(spec.items), pool.workers, chunk_size, item_bytes)
+        chunker = Chunker(spec.source.total, pool.workers, chunk_size, item_bytes)
         inflight: dict[int, tuple[int, int]] = {}
         starts: dict[tuple[int, int], int] = {}
         try:
             while chunker.has_more() or inflight:
                 _dispatch(pool, spec, chunker, inflight)
                 for event in pool.wait(None):
-                    yield from _settle(event, inflight.pop(event.work_id), chunker, starts)
+                    span = inflight.pop(event.work_id)
+                    yield from _settle(event, span, chunker, starts, spec.source)
         finally:
             if inflight:  # stopped early (error raised, caller gave up): drop in-flight work
                 pool.abandon()
@@ -140,28 +195,33 @@ def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float):
 def _dispatch(pool: Pool, spec: _Spec, chunker: Chunker, inflight: dict) -> None:
     while pool.idle() and chunker.has_more():
         start, stop = chunker.take()
-        work = spec.work(start, stop)
-        inflight[work.work_id] = (start, stop)
+        work = spec.work(start, stop, chunker)
+        if work is None:
+            continue
+        inflight[work.work_id] = (start, start + len(work.chunk))
         pool.send(work)
 
 
-def _settle(event: Done | Crashed, span: tuple[int, int], chunker: Chunker, starts: dict):
+def _settle(event: Done | Crashed, span: tuple[int, int], chunker: Chunker, starts, source):
+    start, stop = span
     if isinstance(event, Done):
-        if event.result.unloadable and span[1] - span[0] > 1:
+        if event.result.unloadable and stop - start > 1:
             for index in range(*span):  # find the one input that cannot travel
                 chunker.again(index, index + 1)
             return []
         chunker.observe(len(event.result), event.result.seconds)
+        source.release(start, stop)
         return [event.result]
-    start, stop = span
     if event.index is None:  # died before its first task: try the chunk again, a few times
         starts[span] = starts.get(span, 0) + 1
         if starts[span] < MAX_START_CRASHES:
             chunker.again(start, stop)
             return []
+        source.release(start, stop)
         return [crash_result(i, event) for i in range(start, stop)]
     chunker.again(start, event.index)
     chunker.again(event.index + 1, stop)
+    source.release(event.index, event.index + 1)
     return [crash_result(event.index, event)]
 
 

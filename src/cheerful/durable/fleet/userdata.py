@@ -3,7 +3,10 @@
 It only points at things: the backend URL, the store keys of the bundle the client
 uploaded (cheerful's own wheel and the user's requirements) and the worker's options. The
 instance reads the bundle with its IAM role, installs it with ``uv`` into a virtualenv on
-the same Python minor version as the client (cloudpickled code needs it), starts
+the same Python minor version as the client (cloudpickled code needs it: uv takes that
+Python from the image when it has it, else downloads a standalone build of it from
+python-build-standalone; an instance with no route to the internet needs it on its AMI or
+installed by ``setup=``), starts
 ``cheerful worker`` and, when the worker leaves, uploads its bootstrap log to
 ``fleet/boot/<instance>.log`` and powers off (instances are launched with shutdown
 behaviour "terminate", so nothing keeps billing).

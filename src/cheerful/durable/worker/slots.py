@@ -23,7 +23,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from cheerful.errors import SerializationError
-from cheerful.gpus import VISIBLE
 from cheerful.levels import set_levels
 from cheerful.pool import Done
 from cheerful.processpool import (
@@ -104,7 +103,7 @@ class SlotPool(ProcessPool):
         self._crash_offsets: dict[int, int] = {}
         self.starts, self.offsets = shared_array(ctx, "d", slots), shared_array(ctx, "q", slots)
         self.leaving = shared_array(ctx, "b", 1)
-        super().__init__(slots, cores_each, method)
+        super().__init__(slots, cores_each, method, devices)
 
     def tell_leaving(self) -> None:
         """Make ``cf.interrupted()`` True in every slot: tasks should checkpoint now."""
@@ -114,7 +113,15 @@ class SlotPool(ProcessPool):
         # The slot's parent, known here before the fork (a forkserver's child has another).
         parent = os.getpid() if self._method != "forkserver" else None
         device = self.devices[position] if self.devices else None  # one GPU per slot
-        capture = (self.log_dir, self.starts, self.offsets, self.store, self.leaving, parent, device)
+        capture = (
+            self.log_dir,
+            self.starts,
+            self.offsets,
+            self.store,
+            self.leaving,
+            parent,
+            device,
+        )
         return _slot_main, (child, self._marks, position, self._cores_each, inherited, capture)
 
     def running(self) -> dict[int, tuple[int, float]]:
@@ -172,12 +179,10 @@ class SlotPool(ProcessPool):
 def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, capture) -> None:
     """A durable slot's loop: receive a packed chunk, run it with its output captured,
     send back a :class:`LoggedResult`, until EOF."""
-    settle_child(cores, inherited, conn)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides when a slot stops
     log_dir, starts, offsets, store, leaving, worker_pid, device = capture
+    settle_child(cores, inherited, conn, device)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides when a slot stops
     _die_with_parent(worker_pid)
-    if device is not None:  # before any task can initialize CUDA
-        os.environ[VISIBLE] = device
     set_levels(())
     _standard_streams()
     fn_key, fn, problem, job = "", None, None, None
@@ -245,18 +250,29 @@ class _Capture:
         _flush()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         saved = os.dup(1), os.dup(2)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+
+        def mark(index: int) -> None:
+            # Each task starts writing to the log, whatever the one before did to fds 1
+            # and 2 or to sys.stdout and sys.stderr (closed them, replaced them).
+            _flush()
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            ours = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+            if not ours or sys.stdout.closed or sys.stderr.closed:
+                _standard_streams()
+            self.mark(index)
+
         try:
-            result = _run_packed(fn, problem, packed, seed, self.mark)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            result = _run_packed(fn, problem, packed, seed, mark)
         finally:
             _flush()
-            end = os.lseek(1, 0, os.SEEK_CUR)
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # where fds 1 and 2 wrote to, if still open
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            for kept in (*saved, fd):
+                os.close(kept)
         if end == 0:
             os.unlink(self.path)
         return LoggedResult(

@@ -49,6 +49,8 @@ def main() -> int:
         outbox.send_bytes(wire.SETUP_FAILED + dumps(failed))
         return 4
     pool = RelayPool(hello.workers, max(1, owned_cores() // hello.workers), [_Fd(inbox), outbox])
+    pool.ready_for_threads()  # the reader thread starts below: workers replaced later come
+    # from a zygote forked now
     info = {
         "python": ".".join(map(str, sys.version_info[:3])),
         "cores": owned_cores(),
@@ -107,6 +109,9 @@ class RelayPool(ProcessPool):
 
     def _child_main(self, child, position, inherited):
         return super()._child_main(child, position, [*inherited, *self._private])
+
+    def _caller_only(self) -> list:
+        return self._private
 
     def relay(self, header: tuple, payload: bytes, buffers: list[bytes]) -> None:
         """Give a chunk (a ``W`` frame's header, payload and buffers) to an idle worker."""
