@@ -27,6 +27,7 @@ LAYERS = {  # the first matching prefix names a module's layer
     "cheerful.cli": "cli",
     "cheerful.dashboard": "dashboard",
     "cheerful.driven": "driven",
+    "cheerful.joblib": "driven",  # joblib's backend, named for its import
     "cheerful.durable": "durable",
     "cheerful.__main__": "cli",
     "cheerful": SHARED,

@@ -94,3 +94,31 @@ def test_gpu_instance_types_start_workers_with_a_slot_per_gpu():
     spec = BootSpec(backend="s3://b/p?region=us-east-1", wheel_key="k/w.whl", python="3.11")
     assert "--gpus auto" not in render_user_data(spec)
     assert "--gpus auto" in render_user_data(BootSpec(**{**spec.__dict__, "gpus": True}))
+
+
+def device_of_worker(_):
+    import time
+
+    time.sleep(0.2)  # every worker takes a task
+    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_processes_run_one_worker_per_gpu_each_seeing_its_own(fake_smi):
+    fake_smi(3)
+    plan = cf.processes(gpus="all")
+    seen = cf.map(device_of_worker, range(9), plan=plan, chunk_size=1)
+    by_worker = {}
+    for pid, device in seen:
+        by_worker.setdefault(pid, set()).add(device)
+    assert sorted(d for devices in by_worker.values() for d in devices) == ["0", "1", "2"]
+    assert all(len(devices) == 1 for devices in by_worker.values())  # one device each
+    assert cf.processes(gpus=2).count(16) == 2 and "gpus" in repr(plan)
+
+
+def test_gpu_processes_are_refused_where_there_is_none(fake_smi):
+    fake_smi(0)
+    with pytest.raises(cf.ConfigError, match="has no GPU"):
+        cf.processes(gpus="all")
+    fake_smi(2)
+    with pytest.raises(cf.ConfigError, match="one worker per GPU"):
+        cf.processes(3, gpus="all")

@@ -22,6 +22,7 @@ EXPECTED = [
     "Job",
     "JobError",
     "JobFailed",
+    "JobInterrupted",
     "JobNotFound",
     "JobStatus",
     "ObjectNotFound",
@@ -36,6 +37,9 @@ EXPECTED = [
     "WorkerCrashed",
     "__version__",
     "checkpoint",
+    "cloud_workers",
+    "dask",
+    "durable_jobs",
     "fleet",
     "imap",
     "interrupted",
@@ -87,9 +91,21 @@ def test_version_is_a_string():
 
 
 def test_import_is_light():
-    heavy = "{'rich', 'click', 'boto3', 'sqlite3'}"
+    """``import cheerful`` loads nothing a call does not need; ``cf.map`` loads the driven
+    side only (no terminal UI, command line, AWS or SQLite)."""
+    heavy = (
+        "{'rich', 'click', 'boto3', 'sqlite3', 'concurrent.futures', 'multiprocessing', "
+        "'cheerful.driven', 'cheerful.durable', 'cloudpickle'}"
+    )
     code = f"import sys, cheerful; print(sorted({heavy} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    mapped = (
+        "import sys, cheerful as cf; cf.map(abs, [-1]); "
+        "print(sorted({'rich', 'click', 'boto3', 'sqlite3', 'cheerful.durable'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", mapped], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 
 from cheerful.errors import ConfigError
+from cheerful.gpus import gpu_devices
 from cheerful.pool import Pool
 from cheerful.processpool import ProcessPool
 
@@ -25,17 +26,24 @@ class ProcessesPlan(Plan):
 
     workers: int | None = None
     start_method: str | None = None
+    devices: tuple[str, ...] | None = None  # one GPU per worker (``gpus=``)
 
     def count(self, cores: int) -> int:
         """Workers this plan starts on a level that owns ``cores`` cores."""
+        if self.devices is not None:
+            return len(self.devices)
         return self.workers or max(1, cores)
 
     def open(self, cores: int) -> Pool:
         count = self.count(cores)
-        return ProcessPool(count, self.cores_per_worker(cores), self._method())
+        devices = list(self.devices) if self.devices is not None else None
+        return ProcessPool(count, self.cores_per_worker(cores), self._method(), devices)
 
     def cores_per_worker(self, cores: int) -> int:
         return max(1, cores // self.count(cores))
+
+    def capacity(self, cores: int) -> int:
+        return self.count(cores)
 
     def _method(self) -> str:
         if self.start_method:
@@ -43,15 +51,21 @@ class ProcessesPlan(Plan):
         return "fork" if sys.platform.startswith("linux") else "spawn"
 
     def __repr__(self) -> str:
+        if self.devices is not None:
+            return f"processes(gpus={list(self.devices)!r})"
         return f"processes({self.workers if self.workers else ''})"
 
 
-def processes(workers: int | None = None, *, start_method: str | None = None) -> ProcessesPlan:
+def processes(
+    workers: int | None = None, *, start_method: str | None = None, gpus: int | str | None = None
+) -> ProcessesPlan:
     """A plan of ``workers`` local worker processes (default: one per core this level owns).
 
     Inside a nested topology the default is the cores the outer worker owns, so the inner
     level never oversubscribes the machine. ``start_method`` is ``"fork"`` (Linux default)
-    or ``"spawn"``/``"forkserver"``.
+    or ``"spawn"``/``"forkserver"``. ``gpus="all"`` (or a number) starts one worker per GPU
+    instead, each seeing only its own device (``CUDA_VISIBLE_DEVICES``); the GPUs are those
+    ``nvidia-smi`` lists, and a machine without one is an error here, before anything runs.
     """
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"processes(workers=...) needs a positive whole number, not {workers!r}")
@@ -59,4 +73,10 @@ def processes(workers: int | None = None, *, start_method: str | None = None) ->
         raise ConfigError(
             f"start_method must be 'fork', 'spawn' or 'forkserver', not {start_method!r}"
         )
-    return ProcessesPlan(workers, start_method)
+    devices = gpu_devices(gpus)
+    if devices is not None and workers is not None and workers != len(devices):
+        raise ConfigError(
+            f"processes(gpus={gpus!r}) runs one worker per GPU ({len(devices)}): leave out "
+            f"workers={workers}"
+        )
+    return ProcessesPlan(workers, start_method, None if devices is None else tuple(devices))

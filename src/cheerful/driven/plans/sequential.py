@@ -32,6 +32,9 @@ class SequentialPlan(Plan):
     def cores_per_worker(self, cores: int) -> int:
         return cores
 
+    def capacity(self, cores: int) -> int:
+        return 1
+
     def __repr__(self) -> str:
         return "sequential()"
 

@@ -39,6 +39,9 @@ class SshPlan(SshSettings, Plan):
 
         return SshPool(self)
 
+    def capacity(self, cores: int) -> int:
+        return len(self.hosts) * self.workers_per_host
+
     def describe(self) -> str:
         """The dry-run text: every ssh command line and setup command, exactly."""
         code = bundle()
