@@ -7,39 +7,28 @@ tasks run (``sequential()``, ``processes()``, ``ssh(hosts)``, nested levels); ``
 read and retry from any process.
 """
 
-from cheerful.driven.executor import Executor
-from cheerful.driven.mapping import imap, map, starmap
-from cheerful.driven.plans.base import Plan
-from cheerful.driven.plans.processes import processes
-from cheerful.driven.plans.sequential import sequential
-from cheerful.driven.plans.ssh.plan import ssh
-from cheerful.driven.plans.stack import plan
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from .errors import (
-    BackendError,
-    BrokenPlan,
-    CheerfulError,
-    CommandFailed,
-    ConfigError,
-    FleetError,
-    HostUnreachable,
-    JobError,
-    JobFailed,
-    JobNotFound,
-    ObjectNotFound,
-    QueueError,
-    SerializationError,
-    StoreError,
-    TaskError,
-    TaskTimeout,
-    WaitTimeout,
-    WorkerCrashed,
-)
-from .task import Failure, task_rng
 from .version import __version__
 
-# Durable jobs load on first use: ``import cheerful`` stays light (no sqlite3).
+# Every public name loads on first use: ``import cheerful`` costs about a millisecond, and a
+# call loads what it needs (cf.map: the driven side; cf.submit: the durable side, sqlite3;
+# cf.Executor: concurrent.futures). ``from cheerful import map`` works the same way.
 _LAZY = {
+    "Executor": "driven.executor",
+    "imap": "driven.mapping",
+    "map": "driven.mapping",
+    "starmap": "driven.mapping",
+    "Plan": "driven.plans.base",
+    "dask": "driven.plans.dask",
+    "durable_jobs": "driven.plans.durable.plan",
+    "cloud_workers": "driven.plans.durable.workers",
+    "processes": "driven.plans.processes",
+    "sequential": "driven.plans.sequential",
+    "ssh": "driven.plans.ssh.plan",
+    "plan": "driven.plans.stack",
+    "Failure": "task",
+    "task_rng": "task",
     "checkpoint": "durable.checkpoints",
     "interrupted": "durable.checkpoints",
     "restore": "durable.checkpoints",
@@ -53,7 +42,70 @@ _LAZY = {
     "submit_command": "durable.submit",
     "submit_script": "durable.submit",
 }
+_ERRORS = (
+    "BackendError",
+    "BrokenPlan",
+    "CheerfulError",
+    "CommandFailed",
+    "ConfigError",
+    "FleetError",
+    "HostUnreachable",
+    "JobError",
+    "JobFailed",
+    "JobInterrupted",
+    "JobNotFound",
+    "ObjectNotFound",
+    "QueueError",
+    "SerializationError",
+    "StoreError",
+    "TaskError",
+    "TaskTimeout",
+    "WaitTimeout",
+    "WorkerCrashed",
+)
+_LAZY.update(dict.fromkeys(_ERRORS, "errors"))
 _LAZY_MODULES = {"fleet": "durable.fleet"}  # cf.fleet.up(...), .status(...), .down(...)
+
+if _TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from cheerful.driven.executor import Executor
+    from cheerful.driven.mapping import imap, map, starmap
+    from cheerful.driven.plans.base import Plan
+    from cheerful.driven.plans.dask import dask
+    from cheerful.driven.plans.durable.plan import durable_jobs
+    from cheerful.driven.plans.durable.workers import cloud_workers
+    from cheerful.driven.plans.processes import processes
+    from cheerful.driven.plans.sequential import sequential
+    from cheerful.driven.plans.ssh.plan import ssh
+    from cheerful.driven.plans.stack import plan
+    from cheerful.durable import fleet
+    from cheerful.durable.checkpoints import checkpoint, interrupted, restore
+    from cheerful.durable.job import Job, JobStatus, TaskFailure, jobs
+    from cheerful.durable.modes import CommandResult
+    from cheerful.durable.outputs import output_dir
+    from cheerful.durable.submit import submit, submit_command, submit_script
+
+    from .errors import (
+        BackendError,
+        BrokenPlan,
+        CheerfulError,
+        CommandFailed,
+        ConfigError,
+        FleetError,
+        HostUnreachable,
+        JobError,
+        JobFailed,
+        JobInterrupted,
+        JobNotFound,
+        ObjectNotFound,
+        QueueError,
+        SerializationError,
+        StoreError,
+        TaskError,
+        TaskTimeout,
+        WaitTimeout,
+        WorkerCrashed,
+    )
+    from .task import Failure, task_rng
 
 
 def __getattr__(name: str) -> object:
@@ -87,6 +139,7 @@ __all__ = [
     "Job",
     "JobError",
     "JobFailed",
+    "JobInterrupted",
     "JobNotFound",
     "JobStatus",
     "ObjectNotFound",
@@ -101,6 +154,9 @@ __all__ = [
     "WorkerCrashed",
     "__version__",
     "checkpoint",
+    "cloud_workers",
+    "dask",
+    "durable_jobs",
     "fleet",
     "imap",
     "interrupted",
