@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import random
@@ -76,11 +77,16 @@ def test_is_a_concurrent_futures_executor():
 
 
 @pytest.mark.parametrize("plan", PLANS, ids=IDS)
-def test_hands_out_stock_futures(plan):
+def test_hands_out_standard_futures(plan):
     with cf.Executor(plan) as ex:
         fut = ex.submit(pow, 2, 10)
-        assert type(fut) is futures.Future
+        assert isinstance(fut, futures.Future)  # one that also replays the call's output
+        assert asyncio.run(_awaited(fut)) == 1024
         assert fut.result(timeout=TIMEOUT) == 1024
+
+
+async def _awaited(fut):
+    return await asyncio.wrap_future(fut)
 
 
 @pytest.mark.parametrize("plan", PLANS, ids=IDS)

@@ -33,6 +33,7 @@ EXPECTED = [
     "TaskError",
     "TaskFailure",
     "TaskTimeout",
+    "UnseededRandomWarning",
     "WaitTimeout",
     "WorkerCrashed",
     "__version__",

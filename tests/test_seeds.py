@@ -88,14 +88,17 @@ def first_draw_once_both_workers_run(folder):
 
 def test_unseeded_fresh_workers_do_not_repeat_one_numpy_stream(tmp_path):
     fresh = cf.processes(2, start_method="fork")  # its own pool: newly forked workers
-    got = cf.map(first_draw_once_both_workers_run, [str(tmp_path)] * 2, plan=fresh, chunk_size=1)
+    with pytest.warns(cf.UnseededRandomWarning):
+        args = [str(tmp_path)] * 2
+        got = cf.map(first_draw_once_both_workers_run, args, plan=fresh, chunk_size=1)
     (pid_a, draw_a), (pid_b, draw_b) = got
     assert pid_a != pid_b
     assert draw_a != draw_b
 
 
 def test_unseeded_task_rng_differs_between_tasks(two):
-    got = cf.map(lambda _: float(cf.task_rng().random()), range(8), plan=two, chunk_size=1)
+    with pytest.warns(cf.UnseededRandomWarning, match="without seed="):
+        got = cf.map(lambda _: float(cf.task_rng().random()), range(8), plan=two, chunk_size=1)
     assert len(set(got)) == 8
 
 

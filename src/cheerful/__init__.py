@@ -29,6 +29,7 @@ _LAZY = {
     "plan": "driven.plans.stack",
     "Failure": "task",
     "task_rng": "task",
+    "UnseededRandomWarning": "rngwatch",
     "checkpoint": "durable.checkpoints",
     "interrupted": "durable.checkpoints",
     "restore": "durable.checkpoints",
@@ -105,6 +106,7 @@ if _TYPE_CHECKING:  # what the names are, for type checkers and editors
         WaitTimeout,
         WorkerCrashed,
     )
+    from .rngwatch import UnseededRandomWarning
     from .task import Failure, task_rng
 
 
@@ -150,6 +152,7 @@ __all__ = [
     "TaskError",
     "TaskFailure",
     "TaskTimeout",
+    "UnseededRandomWarning",
     "WaitTimeout",
     "WorkerCrashed",
     "__version__",

@@ -31,6 +31,7 @@ from .pool import Crashed, Done, Pool, Work
 from .runner import run_chunk
 from .serialize import dumps, dumps_oob, loads, loads_oob, pack_result
 from .task import ChunkResult, ErrorInfo
+from .taskio import Catcher, live_default
 from .zygote import (
     SharedArray,
     Zygote,
@@ -326,12 +327,13 @@ def _worker_main(
     settle_child(cores, inherited, conn, device)
     cache: dict[str, object] = {}
     marks = getattr(marks, "view", marks)  # a SharedArray's memoryview: no Python call
+    catcher = None if live_default() else Catcher().install()
 
     def mark(index: int) -> None:
         marks[position] = index
 
     while (received := receive_work(conn)) is not None:
-        conn.send_bytes(_serve(*received, cache, mark))
+        conn.send_bytes(_serve(*received, cache, mark, catcher))
 
 
 # header fields: work_id, fn_key, fn_bytes, seed, levels, indices, buffer sizes
@@ -354,14 +356,14 @@ def _recv_buffer(conn: Connection, size: int) -> bytearray:
     return buf
 
 
-def _serve(header, payload: bytes, buffers: list, cache: dict, mark) -> bytes:
+def _serve(header, payload: bytes, buffers: list, cache: dict, mark, catcher=None) -> bytes:
     try:
         fn = _function(header, cache)
         chunk = loads_oob(payload, buffers)
     except BaseException as exc:  # noqa: BLE001 - the chunk cannot be rebuilt here: its
         return pack_result(unloadable_result(header[_INDICES], exc))  # tasks fail, we go on
     set_levels(header[_LEVELS])
-    return pack_result(run_chunk(fn, chunk, header[SEED], mark=mark))
+    return pack_result(run_chunk(fn, chunk, header[SEED], mark=mark, catcher=catcher))
 
 
 def _function(header, cache: dict):

@@ -2,8 +2,11 @@
 
 Each task runs with its own context (index, seed; see :mod:`cheerful.task`) and its
 exception, if any, is captured into an :class:`~cheerful.task.ErrorInfo` so that one
-failing task never stops the others. The durable worker's child processes, which also
-capture each task's output, are in :mod:`cheerful.durable.worker.slots`.
+failing task never stops the others. Given a :class:`~cheerful.taskio.Catcher`, what each
+task prints, warns and logs is kept with its outcome; run without a seed, the chunk notes
+whether its tasks drew random numbers (:mod:`cheerful.rngwatch`). The durable worker's
+child processes, which write each task's output to its log, are in
+:mod:`cheerful.durable.worker.slots`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .rngwatch import RandomWatch
 from .serialize import dumps
 from .task import Chunk, ChunkResult, ErrorInfo, enter_task, task_scope
+from .taskio import Catcher
 
 __all__ = ["run_chunk"]
 
@@ -26,20 +31,25 @@ def run_chunk(
     *,
     mark: Callable[[int], Any] | None = None,
     restore_rng: bool = False,
+    catcher: Catcher | None = None,
 ) -> ChunkResult:
     """Run every task of ``chunk`` with ``fn``; a failing task never stops the others.
 
     ``mark(index)`` is called before each task (the pool records which task is running,
-    so that a crash can be pinned on it).
+    so that a crash can be pinned on it); ``catcher`` keeps what each task says.
     """
     values: list[Any] = []
     errors: dict[int, ErrorInfo] = {}
+    outputs: dict[int, Any] = {}
+    watch = RandomWatch() if seed is None else None
     started = time.perf_counter()
     with task_scope(seed, restore_rng=restore_rng) as ctx:
         for index, item in zip(chunk.indices, chunk.items, strict=True):
             if mark is not None:
                 mark(index)
             enter_task(ctx, index)
+            if catcher is not None:
+                catcher.begin()
             try:
                 values.append(fn(*item) if chunk.star else fn(item))
             except BaseException as exc:  # noqa: BLE001 - a task's failure is its outcome
@@ -47,7 +57,14 @@ def run_chunk(
                     raise  # Ctrl-C in the caller's process stops the run, not one task
                 values.append(None)
                 errors[index] = ErrorInfo.from_exception(exc, dumps)
-    return ChunkResult(chunk.indices, values, errors, time.perf_counter() - started)
+            finally:
+                if catcher is not None and (said := catcher.end()) is not None:
+                    outputs[index] = said
+        unseeded = watch is not None and (ctx.drew_unseeded or watch.moved())
+    seconds = time.perf_counter() - started
+    return ChunkResult(
+        chunk.indices, values, errors, seconds, outputs=outputs or None, unseeded=unseeded
+    )
 
 
 def _ctrl_c_reaches_here() -> bool:

@@ -110,6 +110,8 @@ class ChunkResult:
     errors: dict[int, ErrorInfo] = field(default_factory=dict)
     seconds: float = 0.0
     unloadable: bool = False  # the worker could not unpickle the chunk: no task ran
+    outputs: dict[int, Any] | None = None  # task index -> its TaskOutput (cheerful.taskio)
+    unseeded: bool = False  # run without a seed, its tasks drew random numbers
 
     def __len__(self) -> int:
         return len(self.values)
@@ -129,6 +131,9 @@ class Failure:
     exception: BaseException
     traceback: str
     index: int
+    output: Any = None
+    """What the task printed, warned and logged before it failed (a
+    :class:`cheerful.taskio.TaskOutput`; ``output.text()`` is its printed text), or None."""
 
     def __repr__(self) -> str:
         return f"Failure(index={self.index}, exception={self.exception!r})"
@@ -207,6 +212,7 @@ class TaskContext:
     index: int
     seed: int | None = None
     _rng: Any = None
+    drew_unseeded: bool = False  # a task asked for task_rng() with no seed to derive it from
 
     def rng(self) -> Any:
         """This task's own ``numpy.random.Generator`` (independent stream per task)."""
@@ -214,6 +220,7 @@ class TaskContext:
             import numpy as np
 
             if self.seed is None:
+                self.drew_unseeded = True
                 self._rng = np.random.default_rng()
             else:
                 self._rng = np.random.default_rng(_seed_sequence(self.seed, self.index))

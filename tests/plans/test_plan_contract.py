@@ -102,7 +102,7 @@ def test_progress_callable_sees_start_advance_finish(plan_factory):
 def test_executor_submit_and_map(plan_factory):
     with cf.Executor(plan_factory()) as ex:
         fut = ex.submit(add, 2, b=3)
-        assert type(fut) is futures.Future
+        assert isinstance(fut, futures.Future)
         assert fut.result(timeout=60) == 5
         assert list(ex.map(square, range(10), timeout=60)) == [x * x for x in range(10)]
 

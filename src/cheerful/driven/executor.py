@@ -6,7 +6,9 @@ of its own (so local workers are forked while that is safe, see :mod:`cheerful.z
 then a manager thread packs queued calls into chunks (guided by how many are waiting),
 runs them on the pool and settles each future with ``set_result``/``set_exception``.
 ``map`` and ``with`` come from the base class; CPython's own executor tests run against it
-(``tests/cpython``).
+(``tests/cpython``). What a call printed, warned and logged in its worker is said again in
+the caller when its result is first asked for (``result()`` or ``exception()``, as R's
+future relays it with ``value()``), so ``Executor.map`` relays it in input order.
 
 Faults fail the call they hit, as ``ProcessPoolExecutor`` reports them, and the executor
 goes on: a call whose worker dies fails alone with :class:`~cheerful.errors.WorkerCrashed`
@@ -47,6 +49,7 @@ from cheerful.pool import MAX_START_CRASHES, Crashed, Done, Pool, Work, owned_co
 from cheerful.runner import run_chunk
 from cheerful.serialize import check_function, check_items, rebuild_exception
 from cheerful.task import Chunk, Outcome
+from cheerful.taskio import replay
 
 from .plans.base import Plan
 from .plans.stack import current_levels
@@ -62,6 +65,30 @@ _exiting = False
 
 class _InitializerFailed(Exception):
     """The executor's initializer raised in a worker; the argument is its traceback."""
+
+
+
+class TaskFuture(futures.Future):
+    """A :class:`concurrent.futures.Future` that says what its call printed, warned and
+    logged in its worker (:mod:`cheerful.taskio`) when its result is first asked for."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The call's value, as ``Future.result``; its output is replayed first."""
+        try:
+            return super().result(timeout)
+        finally:
+            self._relay()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The call's exception, as ``Future.exception``; its output is replayed first."""
+        try:
+            return super().exception(timeout)
+        finally:
+            self._relay()
+
+    def _relay(self) -> None:
+        if self.done() and (said := self.__dict__.pop("said", None)) is not None:
+            replay(*said)  # pop: atomic, so two threads asking at once replay it once
 
 
 class _Caller:
@@ -182,7 +209,7 @@ class _Manager:
             if self.closing or _exiting:
                 after = "interpreter shutdown" if _exiting and not self.closing else "shutdown"
                 raise RuntimeError(f"cannot schedule new futures after {after}")
-            call = _Call(next(self.counter), futures.Future(), fn, args, kwargs)
+            call = _Call(next(self.counter), TaskFuture(), fn, args, kwargs)
             if not self.plan.in_process:
                 self.pending.append(call)
         if self.plan.in_process:
@@ -370,8 +397,12 @@ class _Manager:
                 self.pending.extendleft(reversed(calls))
             return
         if isinstance(event, Done):
+            said = event.result.outputs or {}
             for outcome in event.result.outcomes():
-                self._settle(by_index[outcome.index], outcome)
+                call = by_index[outcome.index]
+                if outcome.index in said:
+                    call.future.said = (said[outcome.index], outcome.index)
+                self._settle(call, outcome)
             return
         culprits = [by_index[event.index]] if event.index in by_index else []
         if event.index is None:  # died before its first task: try again, a few times
@@ -387,6 +418,7 @@ class _Manager:
             self.pending.extendleft(reversed(again))
 
     def _settle(self, call: _Call, outcome: Outcome) -> None:
+        """Settle a call's future with its outcome."""
         if outcome.ok:
             call.future.set_result(outcome.value)
             return

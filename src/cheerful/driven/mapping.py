@@ -19,6 +19,7 @@ from cheerful.task import ChunkResult, Failure, Outcome, as_items
 
 from .plans.base import Plan
 from .plans.stack import current_levels
+from .relay import Relay
 from .scheduler import run_chunks
 
 __all__ = ["imap", "map", "starmap"]
@@ -89,11 +90,15 @@ def imap(
 
 
 def _yield_pairs(chunks, total, progress, errors) -> Iterator[tuple[int, Any]]:
+    relay = Relay("cf.imap")
     with closing(chunks), reporter(progress, total, "cf.imap") as report:
         for result in chunks:
             report.advance(len(result), len(result.errors))
+            relay.add(result)
             for outcome in result.outcomes():
-                yield outcome.index, _value(outcome, errors)
+                relay.replay_one(outcome.index)
+                yield outcome.index, _value(outcome, errors, relay)
+    relay.finish(stacklevel=4)
 
 
 def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) -> list[Any]:
@@ -102,17 +107,21 @@ def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) ->
     results: list[Any] = [None] * len(items)
     chunks = _chunks(fn, items, star, plan, chunk_size, seed)
     placed = 0
+    relay = Relay(label)
     with closing(chunks), reporter(progress, len(items), label) as report:
         for result in chunks:
             report.advance(len(result), len(result.errors))
-            _place(results, result, errors)
+            relay.add(result)
+            _place(results, result, errors, relay)
+            relay.replay_ready()
             placed += len(result)
     if placed != len(items):  # a plan that lost outcomes must say so, never leave None
         raise BrokenPlan(f"{label}: {placed} of {len(items)} task outcomes came back")
+    relay.finish()
     return results
 
 
-def _place(results: list[Any], result: ChunkResult, errors: Errors) -> None:
+def _place(results: list[Any], result: ChunkResult, errors: Errors, relay: Relay) -> None:
     indices = result.indices
     if isinstance(indices, range) and indices.step == 1:
         results[indices.start : indices.stop] = result.values
@@ -121,7 +130,7 @@ def _place(results: list[Any], result: ChunkResult, errors: Errors) -> None:
             results[index] = value
     for outcome in result.outcomes() if result.errors else ():
         if not outcome.ok:
-            results[outcome.index] = _value(outcome, errors)
+            results[outcome.index] = _value(outcome, errors, relay)
 
 
 def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
@@ -146,12 +155,13 @@ def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
     )
 
 
-def _value(outcome: Outcome, errors: Errors) -> Any:
+def _value(outcome: Outcome, errors: Errors, relay: Relay) -> Any:
     if outcome.ok:
         return outcome.value
     exc = rebuild_exception(outcome.error, outcome.index)
     if errors == "return":
-        return Failure(exc, outcome.error.traceback, outcome.index)
+        return Failure(exc, outcome.error.traceback, outcome.index, relay.output_of(outcome.index))
+    relay.replay_through(outcome.index)  # what came before the failure, as in a loop
     raise exc
 
 

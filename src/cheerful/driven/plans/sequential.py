@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from cheerful.levels import set_levels
 from cheerful.pool import Done, Pool, Work
 from cheerful.runner import run_chunk
+from cheerful.taskio import Catcher, live_default
 
 from .base import Plan
 
@@ -57,10 +58,13 @@ class _InlinePool(Pool):
 
     def send(self, work: Work) -> None:
         saved = set_levels(work.levels)
-        try:
-            result = run_chunk(work.fn, work.chunk, work.seed, restore_rng=True)
+        catcher = None if live_default() else Catcher(tee=True).install(streams_only=True)
+        try:  # what tasks print goes out live (a debugger works) and is kept for Failure
+            result = run_chunk(work.fn, work.chunk, work.seed, restore_rng=True, catcher=catcher)
         finally:
             set_levels(saved)
+            if catcher is not None:
+                catcher.uninstall()
         self._done.append(Done(work.work_id, result))
 
     def wait(self, timeout: float | None = None, wakeup: int | None = None) -> list[Done]:
