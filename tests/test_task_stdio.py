@@ -37,3 +37,30 @@ def test_a_task_that_closes_its_stdout_and_stderr_returns_its_value(tmp_path):
     assert job.failures() == []
     assert job.logs(0) == "before 0\n"
     assert job.logs(4) == "before 4\n"  # later tasks of the chunk are still captured
+
+
+LIVE_SCRIPT = """
+import cheerful as cf
+
+def talk(i):
+    print("live", i, flush=True)
+    if i == 1:
+        raise ValueError(i)
+    return i
+
+got = cf.map(talk, range(3), plan=cf.processes(2), chunk_size=1, errors="return")
+print("output kept:", got[1].output)
+"""
+
+
+def test_cheerful_output_live_lets_tasks_print_as_they_go(tmp_path):
+    import subprocess
+
+    env = {**os.environ, "CHEERFUL_OUTPUT": "live"}
+    done = subprocess.run(
+        [sys.executable, "-c", LIVE_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(lines[:3]) == ["live 0", "live 1", "live 2"]
+    assert lines[3] == "output kept: None"

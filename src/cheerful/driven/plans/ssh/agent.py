@@ -44,6 +44,8 @@ def main() -> int:
     inbox, outbox = _take_stdio()
     hello: wire.Hello = loads(_read_frame(inbox)[1:])
     os.environ["CHEERFUL_HOST"] = hello.host
+    if hello.live_output:  # read by each worker: its tasks print live, as the caller asked
+        os.environ["CHEERFUL_OUTPUT"] = "live"
     failed = _run_setup(hello.setup)
     if failed:
         outbox.send_bytes(wire.SETUP_FAILED + dumps(failed))

@@ -21,6 +21,7 @@ from cheerful.byvalue import by_value, local_modules
 from cheerful.errors import HostUnreachable, SerializationError
 from cheerful.pool import Crashed, Done, Pool, Work
 from cheerful.serialize import dumps, dumps_oob
+from cheerful.taskio import live_default
 
 from . import wire
 from .bundle import bundle
@@ -156,7 +157,7 @@ def _open(plan: SshSettings, links: list[Link], code) -> None:
         host = plan.hosts[position]
         done_key = (host, plan.python, plan.setup)
         setup = () if done_key in _set_up else plan.setup
-        hello = wire.Hello(host.label, plan.workers_per_host, setup, silence)
+        hello = wire.Hello(host.label, plan.workers_per_host, setup, silence, live_default())
         try:
             link.handshake(code, hello, plan.connect_timeout + 30)
             _set_up.add(done_key)

@@ -42,3 +42,4 @@ class Hello:
     workers: int
     setup: tuple[str, ...]
     silence: float  # seconds without any frame after which the caller is taken for gone
+    live_output: bool = False  # tasks print live (CHEERFUL_OUTPUT=live in the caller)
