@@ -18,6 +18,7 @@ EXPECTED = [
     "Executor",
     "Failure",
     "FleetError",
+    "FunctionTooLarge",
     "HostUnreachable",
     "Job",
     "JobError",
@@ -25,6 +26,7 @@ EXPECTED = [
     "JobInterrupted",
     "JobNotFound",
     "JobStatus",
+    "LargeFunctionWarning",
     "ObjectNotFound",
     "Plan",
     "QueueError",
@@ -56,6 +58,7 @@ EXPECTED = [
     "submit",
     "submit_command",
     "submit_script",
+    "task_progress",
     "task_rng",
 ]
 

@@ -349,3 +349,34 @@ def test_an_idle_worker_waits_for_messages_held_by_others(backend):
     assert summary.reason == "idle" and summary.chunks == 1
     assert time.monotonic() - started >= 2.5  # it waited for the message to come back
     assert job.results() == [0, 1]
+
+
+def half_way_then_wait(flag):
+    cf.task_progress(1, 2)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "done"
+
+
+def test_the_heartbeat_shows_how_far_a_running_task_says_it_is(backend, tmp_path):
+    flag = str(tmp_path / "go-on")
+    job = cf.submit(half_way_then_wait, [flag], backend=backend)
+    worker = threading.Thread(
+        target=run_worker, args=(backend,), kwargs={"slots": 1, "idle_exit": 0.5, "node": "p"}
+    )
+    worker.start()
+    try:
+
+        def half_way():
+            for key in backend.store.list(layout.nodes_prefix()):
+                running = json.loads(backend.store.get(key))["running"]
+                if running and running[0]["task_progress"] == 0.5:
+                    return True
+            return False
+
+        wait_for(half_way, timeout=30)
+    finally:
+        open(flag, "w").close()
+        worker.join(60)
+    assert job.results() == ["done"]

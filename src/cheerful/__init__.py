@@ -29,6 +29,8 @@ _LAZY = {
     "plan": "driven.plans.stack",
     "Failure": "task",
     "task_rng": "task",
+    "LargeFunctionWarning": "globals_guard",
+    "task_progress": "task",
     "UnseededRandomWarning": "rngwatch",
     "checkpoint": "durable.checkpoints",
     "interrupted": "durable.checkpoints",
@@ -50,6 +52,7 @@ _ERRORS = (
     "CommandFailed",
     "ConfigError",
     "FleetError",
+    "FunctionTooLarge",
     "HostUnreachable",
     "JobError",
     "JobFailed",
@@ -92,6 +95,7 @@ if _TYPE_CHECKING:  # what the names are, for type checkers and editors
         CommandFailed,
         ConfigError,
         FleetError,
+        FunctionTooLarge,
         HostUnreachable,
         JobError,
         JobFailed,
@@ -107,7 +111,7 @@ if _TYPE_CHECKING:  # what the names are, for type checkers and editors
         WorkerCrashed,
     )
     from .rngwatch import UnseededRandomWarning
-    from .task import Failure, task_rng
+    from .task import Failure, task_progress, task_rng
 
 
 def __getattr__(name: str) -> object:
@@ -137,6 +141,7 @@ __all__ = [
     "Executor",
     "Failure",
     "FleetError",
+    "FunctionTooLarge",
     "HostUnreachable",
     "Job",
     "JobError",
@@ -144,6 +149,7 @@ __all__ = [
     "JobInterrupted",
     "JobNotFound",
     "JobStatus",
+    "LargeFunctionWarning",
     "ObjectNotFound",
     "Plan",
     "QueueError",
@@ -175,5 +181,6 @@ __all__ = [
     "submit",
     "submit_command",
     "submit_script",
+    "task_progress",
     "task_rng",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,15 @@ class Pool(ABC):
     def abandon(self) -> None:
         """Stop the chunks in flight at once (after an error); the pool stays usable."""
         self.close(kill=True)
+
+    def running_fraction(self) -> float:
+        """How much of the tasks running now is done, summed over them (what tasks said
+        with ``cf.task_progress``); 0.0 where a pool cannot tell."""
+        return 0.0
+
+    def hear_progress(self, tick: Callable[[float], Any] | None) -> None:  # noqa: B027
+        """A pool that runs tasks in the caller's thread calls ``tick(share)`` itself as
+        they report progress (the others are asked by :meth:`running_fraction`)."""
 
     def ready_for_threads(self) -> None:  # noqa: B027 - a hook: nothing to do by default
         """The caller is about to use this pool from threads of its own (an executor's

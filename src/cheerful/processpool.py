@@ -80,6 +80,7 @@ class ProcessPool(Pool):
         self._method = method
         self._cores_each = cores_each
         self._marks = shared_array(self._ctx, "q", workers)
+        self._fractions = shared_array(self._ctx, "d", workers)  # cf.task_progress, per slot
         self._slots: list[_Slot] = []
         self._zygotes: list[Zygote] = []  # the one in use last (see cheerful.zygote)
         # multiprocessing joins live children at exit; its finalizers run first, so
@@ -158,7 +159,8 @@ class ProcessPool(Pool):
         another loop in its workers, e.g. the durable worker's, see
         :mod:`cheerful.durable.worker.slots`)."""
         device = self.devices[position] if self.devices else None
-        return _worker_main, (child, self._marks, position, self._cores_each, inherited, device)
+        args = (child, self._marks, position, self._cores_each, inherited, device, self._fractions)
+        return _worker_main, args
 
     def _caller_only(self) -> list:
         """Objects of the caller (with ``close()``) that a forked zygote closes at once."""
@@ -171,6 +173,10 @@ class ProcessPool(Pool):
 
     def idle(self) -> int:
         return sum(1 for s in self._slots if s.work is None)
+
+    def running_fraction(self) -> float:
+        fractions = self._fractions
+        return sum(fractions[s.position] for s in self._slots if s.work is not None)
 
     def send(self, work: Work) -> None:
         slot = self._pick(work.fn_key)
@@ -321,19 +327,32 @@ def _crash_reason(code: int | None) -> str:
 
 
 def _worker_main(
-    conn: Connection, marks, position: int, cores: int, inherited, device: str | None = None
+    conn: Connection,
+    marks,
+    position: int,
+    cores: int,
+    inherited,
+    device: str | None = None,
+    fractions=None,
 ) -> None:
     """A worker's loop: receive a chunk, run it, send back its outcomes, until EOF."""
     settle_child(cores, inherited, conn, device)
     cache: dict[str, object] = {}
     marks = getattr(marks, "view", marks)  # a SharedArray's memoryview: no Python call
     catcher = None if live_default() else Catcher().install()
+    shares = getattr(fractions, "view", fractions)
 
     def mark(index: int) -> None:
         marks[position] = index
+        if shares is not None:
+            shares[position] = 0.0
 
+    def progressed(share: float) -> None:
+        shares[position] = share
+
+    report = progressed if shares is not None else None
     while (received := receive_work(conn)) is not None:
-        conn.send_bytes(_serve(*received, cache, mark, catcher))
+        conn.send_bytes(_serve(*received, cache, mark, catcher, report))
 
 
 # header fields: work_id, fn_key, fn_bytes, seed, levels, indices, buffer sizes
@@ -356,14 +375,17 @@ def _recv_buffer(conn: Connection, size: int) -> bytearray:
     return buf
 
 
-def _serve(header, payload: bytes, buffers: list, cache: dict, mark, catcher=None) -> bytes:
+def _serve(
+    header, payload: bytes, buffers: list, cache: dict, mark, catcher=None, report=None
+) -> bytes:
     try:
         fn = _function(header, cache)
         chunk = loads_oob(payload, buffers)
     except BaseException as exc:  # noqa: BLE001 - the chunk cannot be rebuilt here: its
         return pack_result(unloadable_result(header[_INDICES], exc))  # tasks fail, we go on
     set_levels(header[_LEVELS])
-    return pack_result(run_chunk(fn, chunk, header[SEED], mark=mark, catcher=catcher))
+    result = run_chunk(fn, chunk, header[SEED], mark=mark, catcher=catcher, on_progress=report)
+    return pack_result(result)
 
 
 def _function(header, cache: dict):

@@ -50,7 +50,8 @@ class RichBar:
         if event == "start":
             self._open(total, fields.get("description", "tasks"))
         elif self._progress is not None:
-            self._progress.update(self._task, completed=done, description=self._label(fields))
+            completed = done + fields.get("running", 0.0)
+            self._progress.update(self._task, completed=completed, description=self._label(fields))
             if event == "finish":
                 self._progress.stop()
                 self._progress = None

@@ -32,18 +32,20 @@ def run_chunk(
     mark: Callable[[int], Any] | None = None,
     restore_rng: bool = False,
     catcher: Catcher | None = None,
+    on_progress: Callable[[float], Any] | None = None,
 ) -> ChunkResult:
     """Run every task of ``chunk`` with ``fn``; a failing task never stops the others.
 
     ``mark(index)`` is called before each task (the pool records which task is running,
-    so that a crash can be pinned on it); ``catcher`` keeps what each task says.
+    so that a crash can be pinned on it); ``catcher`` keeps what each task says;
+    ``on_progress(fraction)`` receives what a task reports with ``cf.task_progress``.
     """
     values: list[Any] = []
     errors: dict[int, ErrorInfo] = {}
     outputs: dict[int, Any] = {}
     watch = RandomWatch() if seed is None else None
     started = time.perf_counter()
-    with task_scope(seed, restore_rng=restore_rng) as ctx:
+    with task_scope(seed, restore_rng=restore_rng, on_progress=on_progress) as ctx:
         for index, item in zip(chunk.indices, chunk.items, strict=True):
             if mark is not None:
                 mark(index)

@@ -28,6 +28,7 @@ __all__ = [
     "TaskContext",
     "current_task",
     "python_seed",
+    "task_progress",
     "task_rng",
 ]
 
@@ -213,6 +214,7 @@ class TaskContext:
     seed: int | None = None
     _rng: Any = None
     drew_unseeded: bool = False  # a task asked for task_rng() with no seed to derive it from
+    on_progress: Callable[[float], Any] | None = None  # where task_progress reports
 
     def rng(self) -> Any:
         """This task's own ``numpy.random.Generator`` (independent stream per task)."""
@@ -252,15 +254,36 @@ def task_rng() -> Any:
     return ctx.rng()
 
 
+def task_progress(done: float, total: float = 1.0) -> None:
+    """Say how far the running task is: ``done`` of ``total`` (``cf.task_progress(3, 10)``).
+
+    The caller's progress bar or callback (``progress=``) moves by that share of one
+    task, live, as progressr's ``p()`` does in R; a ``cf.map`` inside a task reports its
+    own progress this way to the level above, so nested maps move one bar. Outside a task,
+    or on a plan that cannot report live (Dask, durable jobs), it does nothing.
+    """
+    if not total or total < 0:
+        raise ConfigError(f"task_progress needs a positive total, not {total!r}")
+    ctx = _current.get()
+    if ctx is None or ctx.on_progress is None:
+        return
+    ctx.on_progress(min(1.0, max(0.0, done / total)))
+
+
 @contextmanager
-def task_scope(seed: int | None, *, restore_rng: bool = False) -> Iterator[TaskContext]:
+def task_scope(
+    seed: int | None,
+    *,
+    restore_rng: bool = False,
+    on_progress: Callable[[float], Any] | None = None,
+) -> Iterator[TaskContext]:
     """Make a context current for a run of tasks; :func:`enter_task` moves it along.
 
     ``restore_rng`` puts the global random states back afterwards (the sequential plan
     runs tasks in the caller's process and must not disturb its random state).
     """
     saved = _save_rng_states() if (restore_rng and seed is not None) else None
-    ctx = TaskContext(-1, seed)
+    ctx = TaskContext(-1, seed, on_progress=on_progress)
     token = _current.set(ctx)
     try:
         yield ctx

@@ -111,7 +111,7 @@ def _nodes_table(nodes: list[Any]) -> Table:
     for n in nodes:
         b, usage = n.beat, n.beat.get("usage") or {}
         where = (b.get("instance") or {}).get("type") or b.get("host", "")
-        chunks = ", ".join(f"{c['job'][:16]}#{c['chunk']}" for c in b.get("running") or [])
+        chunks = ", ".join(_running(c) for c in b.get("running") or [])
         table.add_row(
             n.worker,
             Text(n.state, style="red" if n.state == "lost" else ""),
@@ -162,3 +162,10 @@ def _memory(usage: dict) -> str:
     if not total or free is None:
         return "-"
     return f"{100 * (total - free) / total:.0f}%"
+
+
+def _running(chunk: dict) -> str:
+    """A running chunk as the table shows it, with how far its task says it is."""
+    share = chunk.get("task_progress")
+    said = f" {share:.0%}" if isinstance(share, float) and share > 0 else ""
+    return f"{chunk['job'][:16]}#{chunk['chunk']}{said}"

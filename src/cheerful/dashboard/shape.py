@@ -177,7 +177,15 @@ def _chunk_row(chunk: dict[str, Any]) -> dict[str, Any]:
         "task_count": _number(chunk.get("task_count")),
         "since": _number(chunk.get("since")),
         "attempt": _number(chunk.get("attempt")),
+        "task_progress": _share(chunk.get("task_progress")),
     }
+
+
+def _share(value: Any) -> float:
+    """A share of one task (0.0 to 1.0) from a heartbeat; 0.0 when it is not one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return 0.0
 
 
 def _dict(value: Any) -> dict[str, Any]:

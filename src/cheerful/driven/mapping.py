@@ -13,7 +13,7 @@ from contextlib import closing
 from typing import Any, Literal
 
 from cheerful.errors import BrokenPlan, ConfigError
-from cheerful.progress import reporter
+from cheerful.progress import Reporter, reporter
 from cheerful.serialize import rebuild_exception
 from cheerful.task import ChunkResult, Failure, Outcome, as_items
 
@@ -82,16 +82,23 @@ def imap(
     """
     _check_errors(errors)
     if isinstance(items, Iterable) and not isinstance(items, Sized):
-        chunks = _chunks(fn, iter(items), False, plan, chunk_size, seed)
-        return _yield_pairs(chunks, None, progress, errors)
+        report = reporter(progress, None, "cf.imap")
+        chunks = _chunks(fn, iter(items), False, plan, chunk_size, seed, _tick(report))
+        return _yield_pairs(chunks, report, errors)
     items = as_items(items)
-    chunks = _chunks(fn, items, False, plan, chunk_size, seed)
-    return _yield_pairs(chunks, len(items), progress, errors)
+    report = reporter(progress, len(items), "cf.imap")
+    chunks = _chunks(fn, items, False, plan, chunk_size, seed, _tick(report))
+    return _yield_pairs(chunks, report, errors)
 
 
-def _yield_pairs(chunks, total, progress, errors) -> Iterator[tuple[int, Any]]:
+def _tick(report: Reporter) -> Callable[[float], Any] | None:
+    """Where running tasks' progress goes, when anyone hears it."""
+    return report.partial if report.wants_ticks else None
+
+
+def _yield_pairs(chunks, report: Reporter, errors) -> Iterator[tuple[int, Any]]:
     relay = Relay("cf.imap")
-    with closing(chunks), reporter(progress, total, "cf.imap") as report:
+    with closing(chunks), report:
         for result in chunks:
             report.advance(len(result), len(result.errors))
             relay.add(result)
@@ -105,10 +112,11 @@ def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) ->
     items = as_items(items)
     _check_errors(errors)
     results: list[Any] = [None] * len(items)
-    chunks = _chunks(fn, items, star, plan, chunk_size, seed)
+    report = reporter(progress, len(items), label)
+    chunks = _chunks(fn, items, star, plan, chunk_size, seed, _tick(report))
     placed = 0
     relay = Relay(label)
-    with closing(chunks), reporter(progress, len(items), label) as report:
+    with closing(chunks), report:
         for result in chunks:
             report.advance(len(result), len(result.errors))
             relay.add(result)
@@ -133,7 +141,7 @@ def _place(results: list[Any], result: ChunkResult, errors: Errors, relay: Relay
             results[outcome.index] = _value(outcome, errors, relay)
 
 
-def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
+def _chunks(fn, items, star, plan, chunk_size, seed, tick=None) -> Iterator[ChunkResult]:
     if not callable(fn):
         raise ConfigError(f"the first argument must be a function, not {fn!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
@@ -151,7 +159,7 @@ def _chunks(fn, items, star, plan, chunk_size, seed) -> Iterator[ChunkResult]:
     if whole is not None:
         return whole
     return run_chunks(
-        fn, items, plan=chosen, inner=levels[1:], star=star, chunk_size=chunk_size, seed=seed
+        fn, items, plan=chosen, inner=inner, star=star, chunk_size=chunk_size, seed=seed, tick=tick
     )
 
 

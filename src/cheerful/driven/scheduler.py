@@ -23,7 +23,10 @@ from cheerful.task import Chunk, ChunkResult, ErrorInfo
 from .chunking import Chunker
 from .plans.base import Plan
 
-__all__ = ["crash_result", "open_pool", "release_pools", "run_chunks"]
+__all__ = ["TICK_S", "crash_result", "open_pool", "release_pools", "run_chunks"]
+
+TICK_S = 0.25
+"""Seconds between two looks at running tasks' progress while a progress bar is shown."""
 
 _ids = itertools.count()
 _pools_lock = threading.Lock()
@@ -88,8 +91,12 @@ def run_chunks(
     star: bool = False,
     chunk_size: int | None = None,
     seed: int | None = None,
+    tick: Callable[[float], Any] | None = None,
 ) -> Iterator[ChunkResult]:
     """Run ``fn`` over ``items`` on ``plan``; yield each chunk's result as it completes.
+
+    ``tick(share)``, if given, hears a few times a second how much of the tasks running
+    now is done (what they report with ``cf.task_progress``).
 
     Validation happens before anything runs: an unpicklable function or input raises
     :class:`~cheerful.errors.SerializationError` at once. An iterator is read only as
@@ -106,7 +113,7 @@ def run_chunks(
         source = _Listed(items)
         item_bytes = 0.0 if plan.in_process else check_items(items) / len(items)
     spec = _Spec(fn, fn_bytes, f"{uuid.uuid4().hex}", source, star, seed, tuple(inner))
-    return _drive(plan, spec, chunk_size, item_bytes)
+    return _drive(plan, spec, chunk_size, item_bytes, tick)
 
 
 def _no_chunks() -> Iterator[ChunkResult]:
@@ -176,18 +183,23 @@ class _Spec:
         return Work(next(_ids), self.fn_key, self.fn_bytes, chunk, self.seed, self.inner, self.fn)
 
 
-def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float):
+def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float, tick=None):
+    timeout = None if tick is None else TICK_S
     with open_pool(plan) as pool:
+        pool.hear_progress(tick)
         chunker = Chunker(spec.source.total, pool.workers, chunk_size, item_bytes)
         inflight: dict[int, tuple[int, int]] = {}
         starts: dict[tuple[int, int], int] = {}
         try:
             while chunker.has_more() or inflight:
                 _dispatch(pool, spec, chunker, inflight)
-                for event in pool.wait(None):
+                for event in pool.wait(timeout):
                     span = inflight.pop(event.work_id)
                     yield from _settle(event, span, chunker, starts, spec.source)
+                if tick is not None:
+                    tick(pool.running_fraction())
         finally:
+            pool.hear_progress(None)
             if inflight:  # stopped early (error raised, caller gave up): drop in-flight work
                 pool.abandon()
 

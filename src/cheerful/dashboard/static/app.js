@@ -205,7 +205,8 @@ function nodesTable(nodes, job) {
     ? ["node", "state", "where", "slots", "chunks", "done", "failed", "running now", "cpu", "memory", "seen"]
     : ["node", "state", "where", "slots", "running now", "done", "failed", "cpu", "memory", "seen"];
   return table(headers, nodes.map((n) => {
-    const running = n.running.map((c) => `${job ? "" : c.job + " "}#${c.chunk} (${c.task_count ?? c.tasks.length} tasks, ${duration(Date.now() / 1000 - c.since)})`).join(", ") || "–";
+    const share = (c) => (c.task_progress > 0 ? `, task ${Math.round(c.task_progress * 100)}% done` : "");
+    const running = n.running.map((c) => `${job ? "" : c.job + " "}#${c.chunk} (${c.task_count ?? c.tasks.length} tasks, ${duration(Date.now() / 1000 - c.since)}${share(c)})`).join(", ") || "–";
     const cells = job
       ? [n.job.chunks ?? 0, n.job.done ?? 0, n.job.failed ?? 0, running]
       : [running, n.done ?? 0, n.failed ?? 0];

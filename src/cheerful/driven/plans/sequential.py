@@ -7,7 +7,9 @@ is left as it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cheerful.levels import set_levels
 from cheerful.pool import Done, Pool, Work
@@ -52,6 +54,10 @@ class _InlinePool(Pool):
 
     def __init__(self) -> None:
         self._done: list[Done] = []
+        self._tick: Callable[[float], Any] | None = None
+
+    def hear_progress(self, tick: Callable[[float], Any] | None) -> None:
+        self._tick = tick
 
     def idle(self) -> int:
         return 0 if self._done else 1
@@ -60,7 +66,14 @@ class _InlinePool(Pool):
         saved = set_levels(work.levels)
         catcher = None if live_default() else Catcher(tee=True).install(streams_only=True)
         try:  # what tasks print goes out live (a debugger works) and is kept for Failure
-            result = run_chunk(work.fn, work.chunk, work.seed, restore_rng=True, catcher=catcher)
+            result = run_chunk(
+                work.fn,
+                work.chunk,
+                work.seed,
+                restore_rng=True,
+                catcher=catcher,
+                on_progress=self._tick,
+            )
         finally:
             set_levels(saved)
             if catcher is not None:

@@ -440,10 +440,12 @@ class Loop:
         now, wall = time.monotonic(), time.time()
         if state is None:
             state = "leaving" if self.state.leaving else "running" if self.state.chunks else "idle"
+        shares = self.pool.shares()  # how far each slot's task says it is (cf.task_progress)
         running = [
             {"job": job, "chunk": chunk, "tasks": list(tasks[:TASKS_SHOWN]),
-             "task_count": len(tasks), "since": wall - (now - since), "attempt": attempt}
-            for job, chunk, tasks, since, attempt in self.state.running_chunks()
+             "task_count": len(tasks), "since": wall - (now - since), "attempt": attempt,
+             "task_progress": round(max((shares.get(r, 0.0) for r in runs), default=0.0), 3)}
+            for job, chunk, tasks, since, attempt, runs in self.state.running_chunks()
         ]  # fmt: skip
         jobs = {
             job: {**counts, "running": self.state.running_tasks(job)}

@@ -121,6 +121,7 @@ class SlotPool(ProcessPool):
             self.leaving,
             parent,
             device,
+            self._fractions,
         )
         return _slot_main, (child, self._marks, position, self._cores_each, inherited, capture)
 
@@ -132,6 +133,12 @@ class SlotPool(ProcessPool):
             if slot.work is not None and index >= 0:
                 found[slot.work.work_id] = (int(index), self.starts[slot.position])
         return found
+
+    def shares(self) -> dict[int, float]:
+        """``{work_id: share}``: how far the task each slot runs now says it is
+        (``cf.task_progress``; 0.0 until it says)."""
+        fractions = self._fractions
+        return {s.work.work_id: fractions[s.position] for s in self._slots if s.work is not None}
 
     def kill(self, work_id: int) -> bool:
         """Kill the process running ``work_id``; :meth:`wait` then reports it Crashed."""
@@ -179,7 +186,7 @@ class SlotPool(ProcessPool):
 def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, capture) -> None:
     """A durable slot's loop: receive a packed chunk, run it with its output captured,
     send back a :class:`LoggedResult`, until EOF."""
-    log_dir, starts, offsets, store, leaving, worker_pid, device = capture
+    log_dir, starts, offsets, store, leaving, worker_pid, device, fractions = capture
     settle_child(cores, inherited, conn, device)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides when a slot stops
     _die_with_parent(worker_pid)
@@ -197,6 +204,7 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
             job = packed.job
             set_context(DurableContext(store, job, leaving))
         capture_to = _Capture(log_path(log_dir, work_id), marks, starts, offsets, position)
+        capture_to.fractions = fractions
         tries = dict(zip(packed.indices, packed.attempts, strict=False))
         placed = places.wrap(fn, packed.job, packed.template, tries) if fn is not None else fn
         places.seconds.clear()
@@ -220,7 +228,7 @@ def _load_function(fn_bytes: bytes) -> tuple[Any, BaseException | None]:
         return None, exc
 
 
-def _run_packed(fn, problem, packed: PackedChunk, seed, mark) -> ChunkResult:
+def _run_packed(fn, problem, packed: PackedChunk, seed, mark, report=None) -> ChunkResult:
     """Run the chunk's tasks; a chunk whose inputs cannot be read is ``unloadable`` (the
     worker dead-letters its message with the reason: no task ran)."""
     if problem is not None:
@@ -235,7 +243,7 @@ def _run_packed(fn, problem, packed: PackedChunk, seed, mark) -> ChunkResult:
     except BaseException as exc:  # noqa: BLE001 - no task can run: the message is bad
         return _none_ran(packed, exc, unloadable=True)
     chunk = Chunk(0, chosen, packed.star, explicit=packed.indices)
-    return run_chunk(fn, chunk, seed, mark=mark)
+    return run_chunk(fn, chunk, seed, mark=mark, on_progress=report)
 
 
 class _Capture:
@@ -245,6 +253,11 @@ class _Capture:
         self.path, self.position = path, position
         self.marks, self.starts, self.offsets = marks, starts, offsets
         self.spans: list[tuple[int, int]] = []
+        self.fractions: Any = None  # the slots' shared task progress (cf.task_progress)
+
+    def progressed(self, share: float) -> None:
+        """The running task says it is ``share`` done."""
+        self.fractions[self.position] = share
 
     def run(self, fn, problem, packed: PackedChunk, seed: int | None) -> LoggedResult:
         _flush()
@@ -265,7 +278,8 @@ class _Capture:
         try:
             os.dup2(fd, 1)
             os.dup2(fd, 2)
-            result = _run_packed(fn, problem, packed, seed, mark)
+            report = self.progressed if self.fractions is not None else None
+            result = _run_packed(fn, problem, packed, seed, mark, report)
         finally:
             _flush()
             end = os.lseek(fd, 0, os.SEEK_CUR)  # where fds 1 and 2 wrote to, if still open
@@ -290,6 +304,8 @@ class _Capture:
         self.offsets[self.position] = offset
         self.starts[self.position] = time.monotonic()
         self.marks[self.position] = index
+        if self.fractions is not None:
+            self.fractions[self.position] = 0.0
         self.spans.append((index, offset))
 
     def _output(self, end: int) -> dict[int, tuple[int, int]]:

@@ -126,12 +126,14 @@ class WorkerState:
             if c.job.id == job and c.started and not c.recording
         )
 
-    def running_chunks(self) -> list[tuple[str, int, tuple[int, ...], float, int]]:
-        """``(job, chunk, tasks, started, attempt)`` of each chunk running (``started`` on
-        the clock of ``now``; ``attempt`` the highest of its tasks')."""
+    def running_chunks(self) -> list[tuple[str, int, tuple[int, ...], float, int, set[int]]]:
+        """``(job, chunk, tasks, started, attempt, runs)`` of each chunk running (``started``
+        on the clock of ``now``; ``attempt`` the highest of its tasks'; ``runs`` the work
+        ids running its tasks)."""
         return [
             (c.job.id, c.message.chunk, tuple(c.message.indices[:20]), c.since,
-             max([*c.attempts.values(), *(a for r in c.runs for a in self.runs[r].attempts)], default=1))
+             max([*c.attempts.values(), *(a for r in c.runs for a in self.runs[r].attempts)], default=1),
+             set(c.runs))
             for c in self.chunks.values()
             if c.started and not c.recording
         ]  # fmt: skip

@@ -157,9 +157,13 @@ class _Agent:
 
     def run(self) -> None:
         """Serve until the caller quits or is gone."""
+        share = 0.0
         while True:
             for event in self.pool.wait(_TICK, wakeup=self.wake_r):
                 self.outbox.send_bytes(_encode(event))
+            if (now := self.pool.running_fraction()) != share:
+                share = now
+                self.outbox.send_bytes(wire.PROGRESS + wire.SHARE.pack(share))
             _drain(self.wake_r)
             while self.messages:
                 kind, *body = self.messages.popleft()

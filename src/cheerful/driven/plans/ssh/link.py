@@ -41,6 +41,7 @@ class Link:
     def __init__(self, label: str, argv: list[str], python: str) -> None:
         self.label, self.argv, self.python = label, argv, python
         self.inflight: dict[int, Work] = {}
+        self.share = 0.0  # how much of its running tasks is done, as the agent last said
         self.fn_key = ""  # the function the agent has
         self.info: dict = {}
         self.cache = ""  # "warm" or "cold": whether the code had to be shipped
@@ -154,12 +155,15 @@ class Link:
         self.fn_key = work.fn_key
 
     def receive(self) -> Done | Crashed | None:
-        """The next event from the agent (None for one of an abandoned chunk).
+        """The next event from the agent (None for one of an abandoned chunk, or progress).
 
         Raises EOFError or OSError when the connection is gone.
         """
         frame = self.inbox.recv_bytes()
         kind = frame[:1]
+        if kind == wire.PROGRESS:
+            (self.share,) = wire.SHARE.unpack_from(frame, 1)
+            return None
         if kind == wire.DONE:
             (work_id,) = wire.ID.unpack_from(frame, 1)
             if self.inflight.pop(work_id, None) is None:

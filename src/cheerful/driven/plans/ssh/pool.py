@@ -19,8 +19,9 @@ from multiprocessing.connection import wait as wait_for
 
 from cheerful.byvalue import by_value, local_modules
 from cheerful.errors import HostUnreachable, SerializationError
+from cheerful.globals_guard import guard
 from cheerful.pool import Crashed, Done, Pool, Work
-from cheerful.serialize import dumps, dumps_oob
+from cheerful.serialize import dumps, dumps_oob, size_of
 from cheerful.taskio import live_default
 
 from . import wire
@@ -87,16 +88,27 @@ class SshPool(Pool):
             self._events += link.lose()
 
     def _function(self, work: Work, modules: list[str]) -> bytes:
-        """The function of ``work`` pickled for hosts (the caller's own modules by value)."""
+        """The function of ``work`` pickled for hosts (the caller's own modules by value),
+        once per map; sent once per host (the host's agent gives it once to each worker).
+
+        With no module of the caller's to send by value the map's own bytes are those
+        already. Sent by value, a module's globals travel with the function: its size is
+        checked again (a warning only if it was small before, the limit always)."""
         if self._fn[0] != work.fn_key:
-            try:
+            if work.fn is None or (work.fn_bytes and not modules):
+                fn_bytes = work.fn_bytes
+            else:
                 with by_value(modules):
-                    fn_bytes = dumps(work.fn) if work.fn is not None else work.fn_bytes
-            except Exception as exc:
-                raise SerializationError(
-                    f"the function cannot be sent to an SSH host: {type(exc).__name__}: {exc} "
-                    "(its module is sent by value, so every global it uses must pickle)"
-                ) from exc
+                    try:
+                        fn_bytes = dumps(work.fn)
+                    except Exception as exc:
+                        raise SerializationError(
+                            f"the function cannot be sent to an SSH host: {type(exc).__name__}: "
+                            f"{exc} (its module is sent by value, so every global it uses must "
+                            "pickle)"
+                        ) from exc
+                    if len(fn_bytes) > len(work.fn_bytes):
+                        guard(work.fn, len(fn_bytes), size_of, warned_at=len(work.fn_bytes))
             self._fn = (work.fn_key, fn_bytes)
         return self._fn[1]
 
@@ -123,6 +135,9 @@ class SshPool(Pool):
                 if event is not None:
                     events.append(event)
         return events
+
+    def running_fraction(self) -> float:
+        return sum(link.share for link in self._live() if link.inflight)
 
     def abandon(self) -> None:
         self._events.clear()

@@ -19,6 +19,8 @@ Agent to caller:
 - ``S`` setup failed: pickled ``(command, exit code, output)``; the agent stops.
 - ``D`` done: the work id (8 bytes), then the chunk's packed result as its worker made it.
 - ``C`` crashed: pickled ``(work_id, index, reason, exitcode, signal)``.
+- ``G`` progress: an 8-byte float, how much of the host's running tasks is done, summed
+  (what they report with ``cf.task_progress``); sent when it changes, at most every second.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-__all__ = ["ID", "SIZE", "Hello"]
+__all__ = ["ID", "SHARE", "SIZE", "Hello"]
 
 SIZE = struct.Struct(">i")  # a frame's size, as multiprocessing writes it
 ID = struct.Struct(">q")
 HELLO, WORK, PING, ABANDON, QUIT = b"H", b"W", b"P", b"A", b"Q"
-READY, SETUP_FAILED, DONE, CRASHED = b"R", b"S", b"D", b"C"
+READY, SETUP_FAILED, DONE, CRASHED, PROGRESS = b"R", b"S", b"D", b"C", b"G"
+SHARE = struct.Struct(">d")
 
 
 @dataclass(frozen=True)
