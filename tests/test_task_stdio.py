@@ -39,11 +39,13 @@ def test_a_task_that_closes_its_stdout_and_stderr_returns_its_value(tmp_path):
     assert job.logs(4) == "before 4\n"  # later tasks of the chunk are still captured
 
 
-LIVE_SCRIPT = """
+LIVE_SCRIPT = r"""
+import sys
 import cheerful as cf
 
 def talk(i):
-    print("live", i, flush=True)
+    sys.stdout.write(f"live {i}\n")  # one write: whole lines even as workers race
+    sys.stdout.flush()
     if i == 1:
         raise ValueError(i)
     return i

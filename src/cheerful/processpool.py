@@ -13,6 +13,7 @@ never by the caller once threads may run there, and they die with the caller.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import multiprocessing.util
 import os
@@ -49,7 +50,9 @@ __all__ = [
     "SEED",
     "ProcessPool",
     "receive_work",
+    "set_share",
     "settle_child",
+    "share_of",
     "shared_array",
     "unloadable_result",
 ]
@@ -80,7 +83,7 @@ class ProcessPool(Pool):
         self._method = method
         self._cores_each = cores_each
         self._marks = shared_array(self._ctx, "q", workers)
-        self._fractions = shared_array(self._ctx, "d", workers)  # cf.task_progress, per slot
+        self._fractions = shared_array(self._ctx, "d", 2 * workers)  # see set_share
         self._slots: list[_Slot] = []
         self._zygotes: list[Zygote] = []  # the one in use last (see cheerful.zygote)
         # multiprocessing joins live children at exit; its finalizers run first, so
@@ -175,8 +178,8 @@ class ProcessPool(Pool):
         return sum(1 for s in self._slots if s.work is None)
 
     def running_fraction(self) -> float:
-        fractions = self._fractions
-        return sum(fractions[s.position] for s in self._slots if s.work is not None)
+        fractions, marks = self._fractions, self._marks
+        return sum(share_of(fractions, marks, s.position) for s in self._slots if s.work)
 
     def send(self, work: Work) -> None:
         slot = self._pick(work.fn_key)
@@ -341,14 +344,10 @@ def _worker_main(
     marks = getattr(marks, "view", marks)  # a SharedArray's memoryview: no Python call
     catcher = None if live_default() else Catcher().install()
     shares = getattr(fractions, "view", fractions)
-
-    def mark(index: int) -> None:
-        marks[position] = index
-        if shares is not None:
-            shares[position] = 0.0
+    mark = functools.partial(marks.__setitem__, position)  # a C call: cheapest per task
 
     def progressed(share: float) -> None:
-        shares[position] = share
+        set_share(shares, marks, position, share)
 
     report = progressed if shares is not None else None
     while (received := receive_work(conn)) is not None:
@@ -419,6 +418,22 @@ def shared_array(ctx: Any, typecode: str, size: int) -> Any:
     if ctx.get_start_method() == "fork":
         return SharedArray(typecode, size)
     return ctx.RawArray(typecode, size)
+
+
+def set_share(fractions: Any, marks: Any, position: int, share: float) -> None:
+    """The task running in slot ``position`` says it is ``share`` done (``cf.task_progress``).
+
+    Each slot has two numbers: the task the share is of, and the share; a share of a task
+    that is no longer the slot's running one counts for nothing, so a task start resets
+    nothing (it costs no time per task)."""
+    fractions[2 * position + 1] = share
+    fractions[2 * position] = marks[position]
+
+
+def share_of(fractions: Any, marks: Any, position: int) -> float:
+    """How far the task running in slot ``position`` says it is (0.0 if it said nothing)."""
+    index = marks[position]
+    return fractions[2 * position + 1] if index >= 0 and fractions[2 * position] == index else 0.0
 
 
 def settle_child(cores: int, inherited: list, own: Connection, device: str | None = None) -> None:

@@ -102,6 +102,9 @@ def _yield_pairs(chunks, report: Reporter, errors) -> Iterator[tuple[int, Any]]:
         for result in chunks:
             report.advance(len(result), len(result.errors))
             relay.add(result)
+            if not result.errors and not result.outputs:  # the common case, at full speed
+                yield from zip(result.indices, result.values, strict=True)
+                continue
             for outcome in result.outcomes():
                 relay.replay_one(outcome.index)
                 yield outcome.index, _value(outcome, errors, relay)
@@ -109,7 +112,7 @@ def _yield_pairs(chunks, report: Reporter, errors) -> Iterator[tuple[int, Any]]:
 
 
 def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) -> list[Any]:
-    items = as_items(items)
+    items = items if isinstance(items, range) else as_items(items)  # a range stays one
     _check_errors(errors)
     results: list[Any] = [None] * len(items)
     report = reporter(progress, len(items), label)

@@ -11,7 +11,6 @@ import atexit
 import itertools
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -112,7 +111,7 @@ def run_chunks(
     else:
         source = _Listed(items)
         item_bytes = 0.0 if plan.in_process else check_items(items) / len(items)
-    spec = _Spec(fn, fn_bytes, f"{uuid.uuid4().hex}", source, star, seed, tuple(inner))
+    spec = _Spec(fn, fn_bytes, os.urandom(16).hex(), source, star, seed, tuple(inner))
     return _drive(plan, spec, chunk_size, item_bytes, tick)
 
 

@@ -31,7 +31,9 @@ from cheerful.processpool import (
     SEED,
     ProcessPool,
     receive_work,
+    set_share,
     settle_child,
+    share_of,
     shared_array,
 )
 from cheerful.runner import run_chunk
@@ -137,8 +139,12 @@ class SlotPool(ProcessPool):
     def shares(self) -> dict[int, float]:
         """``{work_id: share}``: how far the task each slot runs now says it is
         (``cf.task_progress``; 0.0 until it says)."""
-        fractions = self._fractions
-        return {s.work.work_id: fractions[s.position] for s in self._slots if s.work is not None}
+        fractions, marks = self._fractions, self._marks
+        return {
+            s.work.work_id: share_of(fractions, marks, s.position)
+            for s in self._slots
+            if s.work is not None
+        }
 
     def kill(self, work_id: int) -> bool:
         """Kill the process running ``work_id``; :meth:`wait` then reports it Crashed."""
@@ -257,7 +263,7 @@ class _Capture:
 
     def progressed(self, share: float) -> None:
         """The running task says it is ``share`` done."""
-        self.fractions[self.position] = share
+        set_share(self.fractions, self.marks, self.position, share)
 
     def run(self, fn, problem, packed: PackedChunk, seed: int | None) -> LoggedResult:
         _flush()
@@ -304,8 +310,6 @@ class _Capture:
         self.offsets[self.position] = offset
         self.starts[self.position] = time.monotonic()
         self.marks[self.position] = index
-        if self.fractions is not None:
-            self.fractions[self.position] = 0.0
         self.spans.append((index, offset))
 
     def _output(self, end: int) -> dict[int, tuple[int, int]]:
