@@ -10,7 +10,8 @@ traceback as ``__cause__``); only when it cannot travel back does it become a
     CheerfulError                       root of everything cheerful raises
     ├── ConfigError (ValueError)        bad argument, plan, backend URL or envs file; says what to do
     ├── SerializationError (TypeError, PicklingError)  a function, argument or result cannot be pickled
-    │   └── RebuildFailed (BrokenProcessPool)  it was pickled, but cannot be rebuilt on the other side
+    │   ├── RebuildFailed (BrokenProcessPool)  it was pickled, but cannot be rebuilt on the other side
+    │   └── FunctionTooLarge            a task's function with what it captures is over the limit
     ├── TaskError                       a task failed and its exception could not be rebuilt here
     │   ├── WorkerCrashed (BrokenProcessPool)  the process running a task died (signal, exit code, OOM)
     │   └── TaskTimeout (TimeoutError)  a task ran longer than its ``timeout``
@@ -29,6 +30,9 @@ traceback as ``__cause__``); only when it cannot travel back does it become a
 
     KeyboardInterrupt
     └── JobInterrupted                  Ctrl-C stopped a map on a durable plan; the job goes on
+
+The warning that goes with ``FunctionTooLarge`` (a ``UserWarning``,
+:class:`~cheerful.globals_guard.LargeFunctionWarning`) lives beside the code that measures.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ __all__ = [
     "CommandFailed",
     "ConfigError",
     "FleetError",
+    "FunctionTooLarge",
     "HostUnreachable",
     "JobError",
     "JobFailed",
@@ -77,6 +82,19 @@ class RebuildFailed(SerializationError, BrokenProcessPool):
     """A call, its inputs or its result were pickled but cannot be unpickled on the other
     side (a module missing there, a failing ``__reduce__``). Only that task fails; it is
     also a ``BrokenProcessPool``, which ``ProcessPoolExecutor`` raises in that case."""
+
+
+class FunctionTooLarge(SerializationError):
+    """A task's function, pickled with what it captures (closure variables, globals sent by
+    value, defaults, a bound method's ``self``, a partial's arguments), is over the limit
+    (``CHEERFUL_GLOBALS_MAX``, default 1 GB); nothing was run. ``size`` and ``limit`` are in
+    bytes; ``biggest`` lists the largest captured objects as ``(name, bytes, kind)``."""
+
+    def __init__(
+        self, message: str = "", *, size: int = 0, limit: float = 0, biggest: list | None = None
+    ) -> None:
+        super().__init__(message)
+        self.size, self.limit, self.biggest = size, limit, biggest or []
 
 
 class TaskError(CheerfulError):

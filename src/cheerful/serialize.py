@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import pickle
 import types
 from collections import ChainMap
@@ -24,9 +25,18 @@ from typing import Any
 import cloudpickle
 
 from .errors import SerializationError
+from .globals_guard import globals_max, guard
 from .task import ChunkResult, ErrorInfo
 
-__all__ = ["check_function", "check_items", "dumps", "loads", "pack_result", "rebuild_exception"]
+__all__ = [
+    "check_function",
+    "check_items",
+    "dumps",
+    "loads",
+    "pack_result",
+    "rebuild_exception",
+    "size_of",
+]
 
 PROTOCOL = 5
 _DYNAMIC_CODE = "<dynamic-code>"
@@ -111,10 +121,21 @@ def _pickled_size(obj: Any) -> int:
     return sink.size + extra
 
 
-def check_function(fn: Callable) -> bytes:
-    """Pickle ``fn`` or raise :class:`SerializationError` naming what cannot travel."""
+def check_function(fn: Callable, *, max_bytes: Any = None) -> bytes:
+    """Pickle ``fn`` or raise :class:`SerializationError` naming what cannot travel.
+
+    The bytes are measured too (see :mod:`cheerful.globals_guard`): a large function warns
+    (:class:`~cheerful.globals_guard.LargeFunctionWarning`), one over ``max_bytes`` (default:
+    ``CHEERFUL_GLOBALS_MAX``, else 1 GB) raises :class:`~cheerful.errors.FunctionTooLarge`;
+    pickling stops at the limit, so refusing a huge function does not hold a copy of it.
+    """
+    limit = globals_max(max_bytes)
     try:
-        return dumps(fn)
+        data = dumps(fn) if math.isinf(limit) else _dumps_capped(fn, limit)
+    except _OverLimit:
+        size, _ = _try_size(fn)  # its whole size, for the message; nothing is kept
+        guard(fn, max(size, int(limit) + 1), _try_size, limit=limit)  # raises
+        raise AssertionError("unreachable: the guard refuses what is over the limit") from None
     except Exception as exc:
         culprit = _function_culprit(fn)
         where = f" ({culprit})" if culprit else ""
@@ -123,6 +144,33 @@ def check_function(fn: Callable) -> bytes:
             f"{type(exc).__name__}: {exc}. Create such objects inside the function, or pass "
             "something picklable (a path, a config) instead."
         ) from exc
+    guard(fn, len(data), _try_size, limit=limit)
+    return data
+
+
+class _OverLimit(Exception):
+    """Pickling went past the limit (raised by :class:`_Capped`)."""
+
+
+class _Capped(io.BytesIO):
+    """A buffer that refuses the write that would take it past ``cap`` bytes."""
+
+    def __init__(self, cap: float) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def write(self, data) -> int:
+        with memoryview(data) as view:  # bytes, or a PickleBuffer (an array's data)
+            size = view.nbytes
+        if self.tell() + size > self.cap:
+            raise _OverLimit
+        return super().write(data)
+
+
+def _dumps_capped(obj: Any, cap: float) -> bytes:
+    with _Capped(cap) as file:
+        _Pickler(file, protocol=PROTOCOL).dump(obj)
+        return file.getvalue()
 
 
 def _function_culprit(fn: Callable) -> str:
@@ -155,6 +203,12 @@ def _picklable(obj: Any) -> bool:
 def _pickling_error(obj: Any) -> BaseException | None:
     """What pickling ``obj`` raises (a ``__reduce__`` may even raise SystemExit), or None."""
     return _try_size(obj)[1]
+
+
+def size_of(obj: Any) -> tuple[int, BaseException | None]:
+    """The bytes ``obj`` pickles to (buffers included, nothing kept), or what pickling it
+    raised: how :func:`~cheerful.globals_guard.guard` weighs what a function captures."""
+    return _try_size(obj)
 
 
 def _try_size(obj: Any) -> tuple[int, BaseException | None]:

@@ -16,6 +16,8 @@ import contextlib
 import os
 import queue
 import select
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,7 @@ from cheerful.task import Chunk, ChunkResult
 
 from .base import Plan
 
-__all__ = ["DaskPlan", "dask", "run_dask_chunk"]
+__all__ = ["FUNCTIONS_KEPT", "SCATTER_BYTES", "DaskPlan", "dask", "run_dask_chunk"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,15 @@ def dask(client_or_address: Any, *, timeout: float = 10.0) -> DaskPlan:
     )
 
 
-_functions: dict[str, Any] = {}  # on a Dask worker: the functions unpickled, by key
+SCATTER_BYTES = 1_000_000
+"""A function pickled larger than this goes to the cluster once (``client.scatter``, to
+every worker) and its chunks refer to it; a smaller one rides along with each chunk (a
+scatter costs a round trip, more than sending a few hundred kB again)."""
+FUNCTIONS_KEPT = 4
+"""Functions a Dask worker keeps unpickled (the latest used): two maps may share a cluster."""
+
+_functions: OrderedDict[str, Any] = OrderedDict()  # on a Dask worker: functions by key
+_functions_lock = threading.Lock()
 
 
 def run_dask_chunk(
@@ -89,11 +99,19 @@ def run_dask_chunk(
 ) -> ChunkResult:
     """Run one chunk on a Dask worker (a task of Dask's), with the inner levels in force.
 
-    The function is unpickled once per worker process (Dask's workers are threads: the
-    levels are set for this call and put back)."""
-    fn = _functions.get(fn_key)
+    The function is unpickled once per worker process and kept while it is among the
+    :data:`FUNCTIONS_KEPT` latest (Dask's workers are threads: the levels are set for this
+    call and put back). ``fn_bytes`` arrives once per worker when it was scattered."""
+    with _functions_lock:
+        fn = _functions.get(fn_key)
+        if fn is not None:
+            _functions.move_to_end(fn_key)
     if fn is None:
-        fn = _functions[fn_key] = loads(fn_bytes)
+        fn = loads(fn_bytes)
+        with _functions_lock:
+            _functions[fn_key] = fn
+            while len(_functions) > FUNCTIONS_KEPT:
+                _functions.popitem(last=False)
     saved = set_levels(levels)
     try:
         return run_chunk(fn, chunk, seed)
@@ -111,6 +129,7 @@ class DaskPool(Pool):
             raise BrokenPlan(f"the Dask cluster at {client.scheduler.address} has no worker")
         self.workers = threads
         self.running: dict[Any, int] = {}  # Dask future -> work id
+        self.scattered: tuple[str, Any] = ("", None)  # a large function's key and future
         self.ended: queue.SimpleQueue = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -123,7 +142,7 @@ class DaskPool(Pool):
         future = self.client.submit(
             run_dask_chunk,
             work.fn_key,
-            work.fn_bytes,
+            self._function(work),
             work.chunk,
             work.seed,
             tuple(work.levels),
@@ -132,6 +151,18 @@ class DaskPool(Pool):
         )
         self.running[future] = work.work_id
         future.add_done_callback(self._ended)
+
+    def _function(self, work: Work) -> Any:
+        """The function's bytes, or for a large one a Dask future of them: scattered to
+        every worker once per function (each worker gets it once, not once per chunk) and
+        kept until the next function or the pool's end."""
+        if len(work.fn_bytes) <= SCATTER_BYTES:
+            return work.fn_bytes
+        if self.scattered[0] != work.fn_key:
+            self.scattered = ("", None)  # the previous function's data may go
+            data = self.client.scatter(work.fn_bytes, broadcast=True, hash=False)
+            self.scattered = (work.fn_key, data)
+        return self.scattered[1]
 
     def _ended(self, future: Any) -> None:  # on Dask's thread
         self.ended.put(future)
@@ -178,6 +209,7 @@ class DaskPool(Pool):
 
     def close(self, *, kill: bool = False) -> None:
         self.abandon()
+        self.scattered = ("", None)
         for fd in (self.wake_r, self.wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
