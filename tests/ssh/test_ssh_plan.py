@@ -116,12 +116,24 @@ def test_setup_runs_once_per_host_per_session(ssh_keys, loopback_sshd, tmp_path)
     assert marker.read_text() == "ran\n"
 
 
-def test_what_tasks_print_is_shown_with_the_host(ssh_keys, loopback_sshd, capfd):
+def test_what_tasks_print_comes_back_with_the_results_in_order(ssh_keys, loopback_sshd, capfd):
     plan = ssh_plan(ssh_keys, [loopback_sshd.host])
-    cf.map(shout, range(2), plan=plan)
-    seen: list[str] = []  # the lines come through ssh's stderr, a moment after the results
-    assert wait_until(lambda: seen.append(capfd.readouterr().err) or "task 1" in "".join(seen))
-    assert f"[{loopback_sshd.host}] hello from task 0\n" in "".join(seen)
+    cf.map(shout, range(2), plan=plan, chunk_size=1)
+    assert "hello from task 0\nhello from task 1\n" in capfd.readouterr().out
+
+
+def test_live_output_is_shown_with_the_host(ssh_keys, loopback_sshd, capfd, monkeypatch):
+    from cheerful.driven.scheduler import release_pools
+
+    monkeypatch.setenv("CHEERFUL_OUTPUT", "live")  # read when the host is connected
+    plan = ssh_plan(ssh_keys, [loopback_sshd.host], workers_per_host=3)  # a pool of its own
+    try:
+        cf.map(shout, range(2), plan=plan)
+        seen: list[str] = []  # the lines come through ssh's stderr, a moment after the results
+        assert wait_until(lambda: seen.append(capfd.readouterr().err) or "task 1" in "".join(seen))
+        assert f"[{loopback_sshd.host}] hello from task 0\n" in "".join(seen)
+    finally:
+        release_pools()  # the next test connects again, without live output
 
 
 def test_shutdown_leaves_nothing_running_on_the_host(ssh_keys, loopback_sshd):
