@@ -51,7 +51,7 @@ def inner_steps(n):
 def test_an_inner_map_moves_the_outer_task_s_share(live):
     events: list[dict] = []
     with cf.plan(live, cf.sequential()):
-        cf.map(inner_steps, [2], progress=lambda **e: events.append(e))
+        cf.map(inner_steps, [1], progress=lambda **e: events.append(e))
     heard = _heard(events)
     assert any(0 < h < 1 for h in heard), heard  # the inner map's progress, heard above
 
