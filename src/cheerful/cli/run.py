@@ -114,7 +114,9 @@ def _run_here(job: Any, backend: str, workers: int, slots: int | None) -> Any:
         try:
             with signals.held():  # a signal waits until every worker started is known
                 fleet.start()
-            status = job.wait(progress=_WatchedBar(fleet, log_dir, resume))
+            status = job.wait(progress=_WatchedBar(job, fleet, log_dir, resume))
+        except _Settled as settled:
+            status = settled.status
         except KeyboardInterrupt:
             stopped_by = signals.first or signal.SIGINT
             err.print("\n" + STOPPING[stopped_by])
@@ -128,19 +130,33 @@ def _run_here(job: Any, backend: str, workers: int, slots: int | None) -> Any:
     return status
 
 
+class _Settled(Exception):  # noqa: N818 - not an error: how the bar ends the wait early
+    """Every worker has exited and the store says the job is settled: stop waiting."""
+
+    def __init__(self, status: Any) -> None:
+        super().__init__("settled")
+        self.status = status
+
+
 class _WatchedBar:
     """The rich progress bar of ``job.wait``, which also stops waiting if every worker
     has died (instead of waiting for ever)."""
 
-    def __init__(self, fleet, log_dir: str, resume: str) -> None:
+    def __init__(self, job, fleet, log_dir: str, resume: str) -> None:
         from cheerful.progress_rich import RichBar
 
-        self.bar, self.fleet, self.log_dir, self.resume = RichBar(err.console), fleet, log_dir, resume
+        self.bar, self.job, self.fleet = RichBar(err.console), job, fleet
+        self.log_dir, self.resume = log_dir, resume
 
     def __call__(self, **event: Any) -> None:
         self.bar(**event)
         unfinished = event.get("done", 0) < event.get("total", 0)
         if event.get("event") == "advance" and unfinished and not self.fleet.alive():
+            # The counts shown may be estimates (a killed worker's report still looks
+            # fresh): the store decides whether the job is finished.
+            exact = self.job.status(exact=True)
+            if exact.settled:
+                raise _Settled(exact)
             codes = [p.returncode for p in self.fleet.processes]
             raise CheerfulError(
                 f"every worker has exited (exit codes {codes}) before the job finished; "

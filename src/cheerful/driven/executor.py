@@ -70,25 +70,44 @@ class _InitializerFailed(Exception):
 
 class TaskFuture(futures.Future):
     """A :class:`concurrent.futures.Future` that says what its call printed, warned and
-    logged in its worker (:mod:`cheerful.taskio`) when its result is first asked for."""
+    logged in its worker (:mod:`cheerful.taskio`) when its result is first asked for; a
+    future nobody asks says it when it is dropped, or when the executor shuts down."""
+
+    _said: list | None = None
+
+    def hold_output(self, output: Any, index: int) -> list:
+        """Keep what call ``index`` said, to be replayed once; returns its holder (what
+        :func:`_say_unheard` takes), which holds nothing of the call's value."""
+        self._said = [(output, index)]
+        weakref.finalize(self, _say_unheard, self._said)  # dropped unasked: say it then
+        return self._said
 
     def result(self, timeout: float | None = None) -> Any:
         """The call's value, as ``Future.result``; its output is replayed first."""
         try:
             return super().result(timeout)
         finally:
-            self._relay()
+            self.relay()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The call's exception, as ``Future.exception``; its output is replayed first."""
         try:
             return super().exception(timeout)
         finally:
-            self._relay()
+            self.relay()
 
-    def _relay(self) -> None:
-        if self.done() and (said := self.__dict__.pop("said", None)) is not None:
-            replay(*said)  # pop: atomic, so two threads asking at once replay it once
+    def relay(self) -> None:
+        """Say what the call said, if it finished and it was not said yet."""
+        if self._said and self.done():
+            _say_unheard(self._said)
+
+
+def _say_unheard(said: list) -> None:
+    try:
+        output, index = said.pop()  # atomic: two threads asking at once say it once
+    except IndexError:
+        return
+    replay(output, index)
 
 
 class _Caller:
@@ -194,6 +213,7 @@ class _Manager:
         self.start_lock = threading.Lock()  # held while the pool opens
         self.pending: deque[_Call] = deque()
         self.counter = itertools.count()
+        self.unheard: list[list] = []  # what calls said, held until asked or shut down
         self.closing = False
         self.cancel_rest = False  # shutdown(cancel_futures) asked the thread to cancel
         self.broken: Exception | None = None  # why the plan can run nothing more
@@ -305,6 +325,8 @@ class _Manager:
                 pool.close(kill=self.broken is not None)
             finally:
                 self._close_wakeup()
+                for held in self.unheard:  # finished, never asked (even dropped): say it now
+                    _say_unheard(held)
                 with _running_lock:
                     _running.discard(self)
 
@@ -401,7 +423,9 @@ class _Manager:
             for outcome in event.result.outcomes():
                 call = by_index[outcome.index]
                 if outcome.index in said:
-                    call.future.said = (said[outcome.index], outcome.index)
+                    self.unheard.append(call.future.hold_output(said[outcome.index], outcome.index))
+                    if len(self.unheard) > 1000:  # forget those said already
+                        self.unheard = [held for held in self.unheard if held]
                 self._settle(call, outcome)
             return
         culprits = [by_index[event.index]] if event.index in by_index else []

@@ -119,11 +119,16 @@ def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) ->
     chunks = _chunks(fn, items, star, plan, chunk_size, seed, _tick(report))
     placed = 0
     relay = Relay(label)
+    first_failure: Outcome | None = None  # errors="raise": the lowest failed task so far
     with closing(chunks), report:
         for result in chunks:
             report.advance(len(result), len(result.errors))
             relay.add(result)
-            _place(results, result, errors, relay)
+            failed = _place(results, result, errors, relay)
+            if failed is not None and (first_failure is None or failed.index < first_failure.index):
+                first_failure = failed
+            if first_failure is not None and relay.finished_below > first_failure.index:
+                _value(first_failure, errors, relay)  # raises, as the loop would have
             relay.replay_ready()
             placed += len(result)
     if placed != len(items):  # a plan that lost outcomes must say so, never leave None
@@ -132,7 +137,10 @@ def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) ->
     return results
 
 
-def _place(results: list[Any], result: ChunkResult, errors: Errors, relay: Relay) -> None:
+def _place(results: list[Any], result: ChunkResult, errors: Errors, relay: Relay) -> Outcome | None:
+    """Put a chunk's values in their slots; with ``errors="raise"`` return its first
+    failure, raised once every task before it has come back (so that what they printed
+    comes out first, and a lower failure wins, as in a loop)."""
     indices = result.indices
     if isinstance(indices, range) and indices.step == 1:
         results[indices.start : indices.stop] = result.values
@@ -140,8 +148,12 @@ def _place(results: list[Any], result: ChunkResult, errors: Errors, relay: Relay
         for index, value in zip(indices, result.values, strict=True):
             results[index] = value
     for outcome in result.outcomes() if result.errors else ():
-        if not outcome.ok:
-            results[outcome.index] = _value(outcome, errors, relay)
+        if outcome.ok:
+            continue
+        if errors == "raise":
+            return outcome
+        results[outcome.index] = _value(outcome, errors, relay)
+    return None
 
 
 def _chunks(fn, items, star, plan, chunk_size, seed, tick=None) -> Iterator[ChunkResult]:

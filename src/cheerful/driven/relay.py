@@ -43,6 +43,11 @@ class Relay:
         while self._next in self._finished:
             self._next = self._finished.pop(self._next)
 
+    @property
+    def finished_below(self) -> int:
+        """Every task below this index has come back."""
+        return self._next
+
     def output_of(self, index: int) -> Any:
         """What task ``index`` said (a TaskOutput), or None."""
         return self._pending.get(index)
