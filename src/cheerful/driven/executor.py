@@ -49,10 +49,10 @@ from cheerful.pool import MAX_START_CRASHES, Crashed, Done, Pool, Work, owned_co
 from cheerful.runner import run_chunk
 from cheerful.serialize import check_function, check_items, rebuild_exception
 from cheerful.task import Chunk, Outcome
-from cheerful.taskio import replay
 
 from .plans.base import Plan
 from .plans.stack import current_levels
+from .relay import TaskFuture, say_unheard
 from .scheduler import crash_result
 
 __all__ = ["Executor"]
@@ -65,49 +65,6 @@ _exiting = False
 
 class _InitializerFailed(Exception):
     """The executor's initializer raised in a worker; the argument is its traceback."""
-
-
-
-class TaskFuture(futures.Future):
-    """A :class:`concurrent.futures.Future` that says what its call printed, warned and
-    logged in its worker (:mod:`cheerful.taskio`) when its result is first asked for; a
-    future nobody asks says it when it is dropped, or when the executor shuts down."""
-
-    _said: list | None = None
-
-    def hold_output(self, output: Any, index: int) -> list:
-        """Keep what call ``index`` said, to be replayed once; returns its holder (what
-        :func:`_say_unheard` takes), which holds nothing of the call's value."""
-        self._said = [(output, index)]
-        weakref.finalize(self, _say_unheard, self._said)  # dropped unasked: say it then
-        return self._said
-
-    def result(self, timeout: float | None = None) -> Any:
-        """The call's value, as ``Future.result``; its output is replayed first."""
-        try:
-            return super().result(timeout)
-        finally:
-            self.relay()
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The call's exception, as ``Future.exception``; its output is replayed first."""
-        try:
-            return super().exception(timeout)
-        finally:
-            self.relay()
-
-    def relay(self) -> None:
-        """Say what the call said, if it finished and it was not said yet."""
-        if self._said and self.done():
-            _say_unheard(self._said)
-
-
-def _say_unheard(said: list) -> None:
-    try:
-        output, index = said.pop()  # atomic: two threads asking at once say it once
-    except IndexError:
-        return
-    replay(output, index)
 
 
 class _Caller:
@@ -326,7 +283,7 @@ class _Manager:
             finally:
                 self._close_wakeup()
                 for held in self.unheard:  # finished, never asked (even dropped): say it now
-                    _say_unheard(held)
+                    say_unheard(held)
                 with _running_lock:
                     _running.discard(self)
 
