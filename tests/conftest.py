@@ -78,3 +78,26 @@ def new_s3_backend(moto_server):
         return url
 
     return make
+
+
+@pytest.fixture
+def new_seaweed_backend(moto_server, seaweed_server):
+    """A function ``(prefix) -> URL``: a new bucket on SeaweedFS with its queues on the moto
+    server, made by ``cheerful init`` (each call, its own bucket)."""
+    import uuid
+
+    from click.testing import CliRunner
+
+    from cheerful.cli import main
+
+    def make(prefix: str) -> str:
+        bucket = f"w{uuid.uuid4().hex[:10]}"
+        url = (
+            f"s3://{bucket}/{prefix}?region=us-east-1&s3_endpoint={seaweed_server.endpoint}"
+            f"&sqs_endpoint={moto_server.endpoint}"
+        )
+        result = CliRunner().invoke(main, ["init", "--backend", url, "--create-bucket"])
+        assert result.exit_code == 0, result.output
+        return url
+
+    return make

@@ -158,16 +158,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def s3_url(aws_env, moto_server, seaweed_server):
+def s3_url(new_seaweed_backend):
     """A new backend: SQS on the moto server, S3 on SeaweedFS, made by ``cheerful init``."""
-    bucket = f"dash{uuid.uuid4().hex[:10]}"
-    url = (
-        f"s3://{bucket}/team?region=us-east-1&s3_endpoint={seaweed_server.endpoint}"
-        f"&sqs_endpoint={moto_server.endpoint}"
-    )
-    done = CliRunner().invoke(main, ["init", "--backend", url, "--create-bucket"])
-    assert done.exit_code == 0, done.output
-    return url
+    return new_seaweed_backend("team")
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -15,13 +15,10 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 
 import pytest
-from click.testing import CliRunner
 
 import cheerful as cf
-from cheerful.cli import main
 from durable_helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -54,16 +51,9 @@ def _pid(_):
 
 
 @pytest.fixture
-def s3_url(aws_env, moto_server, seaweed_server):
+def s3_url(new_seaweed_backend):
     """A new backend: SQS on the moto server, S3 on SeaweedFS, made by ``cheerful init``."""
-    bucket = f"plan{uuid.uuid4().hex[:10]}"
-    url = (
-        f"s3://{bucket}/maps?region=us-east-1&s3_endpoint={seaweed_server.endpoint}"
-        f"&sqs_endpoint={moto_server.endpoint}"
-    )
-    done = CliRunner().invoke(main, ["init", "--backend", url, "--create-bucket"])
-    assert done.exit_code == 0, done.output
-    return url
+    return new_seaweed_backend("maps")
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -43,6 +43,12 @@ def plan_factory(request) -> Callable[[], cf.Plan]:
     return lambda: plan
 
 
+@pytest.fixture
+def plan_kind(request) -> str:
+    """The kind (a name of ``PLAN_KINDS``) ``plan_factory`` makes in this test."""
+    return request.node.callspec.params["plan_factory"]
+
+
 @pytest.fixture(scope="session")
 def dask_client():
     """A client of a real Dask ``LocalCluster``: two worker processes of one thread each."""

@@ -14,6 +14,7 @@ import time
 import warnings
 
 import pytest
+from kinds import only_kinds
 
 import cheerful as cf
 from cheerful.taskio import OUTPUT_CAP
@@ -25,12 +26,7 @@ class TaskWarning(UserWarning):
     """A warning class the workers can import, so it travels by reference."""
 
 
-@pytest.fixture
-def relaying(plan_factory, request) -> cf.Plan:
-    kind = request.node.callspec.params["plan_factory"]
-    if kind not in RELAYING:
-        pytest.skip(f"{kind} workers keep what tasks print in their own logs")
-    return plan_factory()
+relaying = only_kinds(RELAYING, "{kind} workers keep what tasks print in their own logs")
 
 
 def talks_in_pieces(i):
@@ -134,8 +130,8 @@ def draws(_):
     return random.random()
 
 
-def test_unseeded_draws_are_warned_about_once_per_map(plan_factory, request):
-    if request.node.callspec.params["plan_factory"] == "durable":
+def test_unseeded_draws_are_warned_about_once_per_map(plan_factory, plan_kind):
+    if plan_kind == "durable":
         pytest.skip("a durable job's stored results do not record random draws (yet)")
     with pytest.warns(cf.UnseededRandomWarning, match="without seed=") as seen:
         cf.map(draws, range(6), plan=plan_factory(), chunk_size=1)

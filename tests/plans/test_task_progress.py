@@ -9,18 +9,14 @@ from __future__ import annotations
 import time
 
 import pytest
+from kinds import only_kinds
 
 import cheerful as cf
 
 LIVE = ("sequential", "processes", "ssh")
 
 
-@pytest.fixture
-def live(plan_factory, request) -> cf.Plan:
-    kind = request.node.callspec.params["plan_factory"]
-    if kind not in LIVE:
-        pytest.skip(f"{kind} reports finished tasks only, not progress from inside them")
-    return plan_factory()
+live = only_kinds(LIVE, "{kind} reports finished tasks only, not progress from inside them")
 
 
 def steps(i):
