@@ -1,8 +1,9 @@
 """What tasks print, warn and log comes back to the caller, in task order, with their
 results; unseeded random draws are warned about once per map. Run on every plan kind
-that relays output (see ``conftest.PLAN_KINDS``): a Dask cluster's workers and durable
-jobs' workers keep what tasks print in their own logs (``cheerful logs JOB TASK`` for a
-durable job), so those kinds are skipped here with that reason.
+that relays output (see ``conftest.PLAN_KINDS``): a Dask cluster's workers keep what
+tasks print in their own logs, so that kind is skipped with that reason; a durable job
+relays what its tasks printed (their stored logs, stdout and stderr as one text), not
+warnings or log records as such, so it runs the tests of printed text only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import cheerful as cf
 from cheerful.taskio import OUTPUT_CAP
 
 RELAYING = ("sequential", "processes", "ssh")
+PRINTING = (*RELAYING, "durable")  # a durable job's logs come back as printed text
 
 
 class TaskWarning(UserWarning):
@@ -27,6 +29,7 @@ class TaskWarning(UserWarning):
 
 
 relaying = only_kinds(RELAYING, "{kind} workers keep what tasks print in their own logs")
+printing = only_kinds(PRINTING, "{kind} workers keep what tasks print in their own logs")
 
 
 def talks_in_pieces(i):
@@ -37,8 +40,8 @@ def talks_in_pieces(i):
     return i
 
 
-def test_prints_come_back_whole_and_in_task_order(relaying, capsys):
-    assert cf.map(talks_in_pieces, range(6), plan=relaying, chunk_size=1) == list(range(6))
+def test_prints_come_back_whole_and_in_task_order(printing, capsys):
+    assert cf.map(talks_in_pieces, range(6), plan=printing, chunk_size=1) == list(range(6))
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"task {i} says hello" for i in range(6)]
 
@@ -81,16 +84,16 @@ def prints_then_fails(i):
     return i
 
 
-def test_a_failure_carries_what_its_task_printed(relaying, capsys):
-    got = cf.map(prints_then_fails, range(4), plan=relaying, chunk_size=1, errors="return")
+def test_a_failure_carries_what_its_task_printed(printing, capsys):
+    got = cf.map(prints_then_fails, range(4), plan=printing, chunk_size=1, errors="return")
     assert isinstance(got[2], cf.Failure)
     assert got[2].output.text() == "about to look at 2\n"
     assert capsys.readouterr().out.splitlines() == [f"about to look at {i}" for i in range(4)]
 
 
-def test_output_before_a_raised_failure_comes_out_first(relaying, capsys):
+def test_output_before_a_raised_failure_comes_out_first(printing, capsys):
     with pytest.raises(ValueError, match="two"):
-        cf.map(prints_then_fails, range(3), plan=relaying, chunk_size=1)
+        cf.map(prints_then_fails, range(3), plan=printing, chunk_size=1)
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == [f"about to look at {i}" for i in range(3)]
 

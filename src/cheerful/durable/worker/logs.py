@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 
 from cheerful.errors import BackendError
-from cheerful.task import ChunkResult
+from cheerful.task import ChunkResult, ErrorInfo
 
 from .. import layout
 from .events import Run
 from .slots import LoggedResult, log_path
 from .storing import StoreTrouble
 
-__all__ = ["TaskLogs"]
+__all__ = ["TaskLogs", "failure_note"]
 
 _LAST_ATTEMPT = 10**layout.ATTEMPT_WIDTH - 1
 
@@ -46,7 +46,7 @@ class TaskLogs:
                 continue
             text = data[span[0] : span[1]] if span else b""
             if error is not None:
-                text += _newline(text) + _failure_note(error).encode("utf-8", "replace")
+                text += _newline(text) + failure_note(error).encode("utf-8", "replace")
             logs[index] = self._put(run.job.id, index, attempt, text)
         return {i: key for i, key in logs.items() if key}
 
@@ -86,7 +86,7 @@ def _newline(text: bytes) -> bytes:
     return b"\n" if text and not text.endswith(b"\n") else b""
 
 
-def _failure_note(error) -> str:
+def failure_note(error: ErrorInfo) -> str:
     """What a failed attempt's log ends with: the traceback of a Python task; for a
     command, which only says how it ended (its own output is the log), one line."""
     if error.type_name.endswith("CommandFailed"):

@@ -15,6 +15,7 @@ for it are stopped, and :class:`~cheerful.errors.JobInterrupted` says how to rea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -186,7 +187,8 @@ class JobRun:
         store, found = self.job.backend.store, []
         for record in read_records(store, self.job.id, chunks, self.chunk_plan):
             self.yielded += len(record.result)
-            found.append(self._callers(record.result))
+            printed = _printed(store, record.logs, record.result.errors)
+            found.append(self._callers(record.result, printed))
         self.seen.update(keys)  # a key whose record is not the job's is not read again
         return found
 
@@ -202,13 +204,15 @@ class JobRun:
             found.append(self._callers(failed))
         return found
 
-    def _callers(self, result: ChunkResult) -> ChunkResult:
-        """``result`` in the caller's task numbers."""
-        if self.indices is None:
-            return result
+    def _callers(self, result: ChunkResult, printed: dict | None = None) -> ChunkResult:
+        """``result`` in the caller's task numbers, with what its tasks printed."""
         to = self.indices
+        if to is None:
+            return dataclasses.replace(result, outputs=printed or None)
         errors = {to[i]: e for i, e in (result.errors or {}).items()}
-        return ChunkResult([to[i] for i in result.indices], result.values, errors, result.seconds)
+        outputs = {to[i]: o for i, o in printed.items()} if printed else None
+        indices = [to[i] for i in result.indices]
+        return ChunkResult(indices, result.values, errors, result.seconds, outputs=outputs)
 
     def cancel(self) -> None:
         """Cancel the job (nobody waits for it any more)."""
@@ -229,3 +233,25 @@ class JobRun:
             self.job.id,
             url,
         )
+
+
+
+def _printed(store: Any, logs: dict[int, str], errors: dict[int, ErrorInfo]) -> dict[int, Any]:
+    """What the tasks of a record printed (their logs: one get each, only for the tasks
+    that printed or failed), as the :class:`~cheerful.taskio.TaskOutput` other plans
+    relay; a failed task's log ends with its traceback, which its error carries already."""
+    from cheerful.durable.stores.many import get_many
+    from cheerful.durable.worker.logs import failure_note
+    from cheerful.taskio import OUTPUT_CAP, TaskOutput
+
+    keys = {key: index for index, key in logs.items() if key}
+    printed = {}
+    for key, data in get_many(store, list(keys)):
+        text = (data or b"").decode(errors="replace")
+        error = errors.get(keys[key]) if errors else None
+        if error is not None and text.endswith(note := failure_note(error)):
+            text = text[: len(text) - len(note)]
+        if text:
+            cut = max(0, len(text) - OUTPUT_CAP)
+            printed[keys[key]] = TaskOutput((("out", text[:OUTPUT_CAP]),), cut)
+    return printed
