@@ -51,6 +51,8 @@ import threading
 import time
 from pathlib import Path
 
+from local import Failed, child_env, load_average, run_one
+
 TIMEOUT = 600
 WORKERS = 2
 SIZES = (100, 1000, 10_000)
@@ -142,35 +144,14 @@ def one(runner: str, n: int) -> dict:
 # --- the driver --------------------------------------------------------------------------
 
 
-def child_env() -> dict[str, str]:
-    """As a user's: Python keeps compiled bytecode (cheerful is installed editable here),
-    and the workers ``run_local`` starts inherit it."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-class Failed(Exception):
-    """A measurement's subprocess failed; the message is the end of its stderr."""
-
-
 def measure(runner: str, n: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", runner, str(n)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=child_env())
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode or not lines:
-        raise Failed(" | ".join(proc.stderr.strip().splitlines()[-3:]) or "no output")
-    return json.loads(lines[-1])
+    return run_one(__file__, runner, str(n), timeout=TIMEOUT)
 
 
 def warm_up() -> None:
     """Import cheerful (and its worker) once, so that bytecode is cached before any clock."""
     code = "import cheerful, cheerful.durable.worker, cheerful.durable.job, cheerful.cli"
     subprocess.run([sys.executable, "-c", code], env=child_env(), check=False, timeout=TIMEOUT)
-
-
-def load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
 def run_all(sizes: list[int], runners: list[str], repeat: int, notes: list[str]) -> dict:
@@ -287,10 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one(runner, int(n))), flush=True)
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    before = load()
+    before = load_average()
     notes: list[str] = []
     runs = run_all(args.n, args.runners, args.repeat, notes)
-    notes.append(f"{cores} usable cores; load average {before} -> {load()}")
+    notes.append(f"{cores} usable cores; load average {before} -> {load_average()}")
     notes.append(f"python {platform.python_version()}; {platform.platform()}")
     rows = render(runs, args.runners, args.repeat, notes)
     if args.json:

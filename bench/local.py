@@ -294,15 +294,22 @@ class Failed(Exception):
     """A measurement's subprocess failed; the message is the end of its stderr."""
 
 
-def measure(name: str, scenario: str, arg: str) -> dict:
-    if scenario == "C":
-        return measure_cold(name)
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", name, scenario, arg]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=child_env())
+def run_one(script: str, *args: str, timeout: float = TIMEOUT) -> dict:
+    """Run ``python SCRIPT --one ARGS`` (one measurement, in a fresh process of its own);
+    return the JSON of its last line of output, or raise :class:`Failed` with its stderr.
+    Every benchmark of this folder measures this way."""
+    cmd = [sys.executable, os.path.abspath(script), "--one", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env())
     lines = proc.stdout.strip().splitlines()
     if proc.returncode or not lines:
         raise Failed(_tail(proc.stderr))
     return json.loads(lines[-1])
+
+
+def measure(name: str, scenario: str, arg: str) -> dict:
+    if scenario == "C":
+        return measure_cold(name)
+    return run_one(__file__, name, scenario, arg)
 
 
 def cold_program(name: str) -> str:
@@ -531,17 +538,18 @@ def machine() -> dict:
         "platform": platform.platform(),
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "loadavg": _load(),
-        "versions": {m: _version(m) for m in ("cheerful", "joblib", "distributed", "numpy")},
+        "loadavg": load_average(),
+        "versions": {m: package_version(m) for m in ("cheerful", "joblib", "distributed", "numpy")},
     }
 
 
-def _load() -> str:
+def load_average() -> str:
     """The 1, 5 and 15 minute load averages."""
     return " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -585,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = scenarios.replace("D", "")
     info = machine()
     runs = run_all(scenarios, names, args.repeat, notes)
-    load = _load()
+    load = load_average()
     notes.append(f"{info['usable_cores']} usable cores; load average {info['loadavg']} -> {load}")
     if hasattr(os, "getloadavg") and max(os.getloadavg()[:2]) > (info["usable_cores"] or 1):
         notes.append("the machine was busy (load above its cores): absolute figures understate")

@@ -38,6 +38,8 @@ import subprocess
 import sys
 import time
 
+from local import Failed, child_env, load_average, package_version, run_one
+
 TIMEOUT = 900
 RUNNERS = ("loky", "cheerful")
 SIZES = ("small", "large")
@@ -105,44 +107,14 @@ def one(runner: str, size: str) -> dict:
 # --- the driver --------------------------------------------------------------------------
 
 
-def child_env() -> dict[str, str]:
-    """As a user's: Python keeps compiled bytecode (cheerful is installed editable here)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-class Failed(Exception):
-    """A measurement's subprocess failed; the message is the end of its stderr."""
-
-
 def measure(runner: str, size: str) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", runner, size]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=child_env())
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode or not lines:
-        raise Failed(" | ".join(proc.stderr.strip().splitlines()[-3:]) or "no output")
-    return json.loads(lines[-1])
+    return run_one(__file__, runner, size, timeout=TIMEOUT)
 
 
 def warm_up() -> None:
     """Import everything once, so that bytecode is cached before any clock runs."""
     code = "import sklearn.model_selection, sklearn.svm, joblib, cheerful, cheerful.joblib"
     subprocess.run([sys.executable, "-c", code], env=child_env(), check=False, timeout=TIMEOUT)
-
-
-def load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-
-
-def version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as _version
-
-    try:
-        return _version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 def run_all(sizes: list[str], repeat: int, notes: list[str]) -> tuple[dict, int]:
@@ -251,12 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one(runner, size)), flush=True)
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    before = load()
+    before = load_average()
     notes: list[str] = []
     runs, mismatches = run_all(args.size, args.repeat, notes)
-    notes.append(f"{cores} usable cores; load average {before} -> {load()}")
+    notes.append(f"{cores} usable cores; load average {before} -> {load_average()}")
     notes.append("eff: the fits' own seconds (timed in the workers) / (cores x median wall)")
-    versions = {d: version(d) for d in ("cheerful", "joblib", "scikit-learn", "numpy")}
+    versions = {d: package_version(d) for d in ("cheerful", "joblib", "scikit-learn", "numpy")}
     notes.append(
         f"python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items())
     )

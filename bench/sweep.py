@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from local import Failed, _load, _tail, child_env, machine, peak_rss_mb, warm_up
+from local import Failed, _tail, child_env, load_average, machine, peak_rss_mb, run_one, warm_up
 
 WORKERS = 2
 SIZES = (1, 10**3, 10**4, 10**5, 10**6, 5 * 10**6)
@@ -163,12 +163,7 @@ def one(name: str, n: int) -> None:
 
 
 def measure(name: str, n: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", name, str(n)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=child_env())
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode or not lines:
-        raise Failed(_tail(proc.stderr))
-    return json.loads(lines[-1])
+    return run_one(__file__, name, str(n), timeout=TIMEOUT)
 
 
 # (part, label, Pool runner, cheerful runner, sizes or None for the sweep sizes)
@@ -355,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     largest = args.repeat_largest or args.repeat
     runs.update(run_sweep(args.only - {"sleep"}, sizes[-1:], largest, notes))
     cold = run_cold(args.cold_repeat, notes) if "cold" in args.only else {}
-    load = _load()
+    load = load_average()
     notes.append(
         f"{args.repeat} runs per figure ({largest} at n={sizes[-1]:,}), "
         f"{args.cold_repeat} per cold-start figure; Pool.imap chunksize = ceil(n / 8)"
