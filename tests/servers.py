@@ -59,16 +59,18 @@ def _tail(log: Path) -> str:
         return "(no log)"
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """Stop a server started in a process group of its own: SIGTERM to the group, SIGKILL
+    if it is still there after ``grace`` seconds."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(5)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+            process.wait(10)
 
 
 class MotoServer:
@@ -114,7 +116,7 @@ class MotoServer:
     def stop(self) -> None:
         """Stop the server."""
         if self.process is not None:
-            _stop(self.process)
+            stop_group(self.process)
 
 
 class SeaweedServer:
@@ -183,7 +185,7 @@ class SeaweedServer:
     def stop(self) -> None:
         """Stop the server and remove the sockets it leaves in /tmp."""
         if self.process is not None:
-            _stop(self.process)
+            stop_group(self.process)
         for sock in Path("/tmp").glob("seaweedfs-*.sock"):
             with contextlib.suppress(OSError):
                 sock.unlink()

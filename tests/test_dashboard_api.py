@@ -14,7 +14,6 @@ import json
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from cheerful.durable import layout  # noqa: E402
 from cheerful.durable.backends import open_backend  # noqa: E402
 from cheerful.durable.messages import ChunkMessage  # noqa: E402
 from durable_helpers import wait_for, worker_fleet  # noqa: E402
+from servers import stop_group  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SECRET = "hunter2-do-not-show-7f3a"
@@ -142,15 +142,7 @@ def _first_line(process: subprocess.Popen, log: Path, timeout: float = 60.0) -> 
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    stop_group(process, grace=15)
     process.stdout.close()
 
 
