@@ -35,6 +35,7 @@ class Work:
     seed: int | None = None
     levels: tuple[Any, ...] = ()  # the plans below the running level (nested cf.map)
     fn: Any = None  # the function itself, for plans that run in the caller's process
+    one_go: bool = False  # may run in one go, no task marked (see cheerful.runner)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class Done:
 class Crashed:
     """The worker running a chunk died while running task ``index``.
 
-    ``index`` is None when the worker died before starting any task of the chunk.
-    ``reason`` is a readable cause, e.g. "killed by signal SIGSEGV".
+    ``index`` is None when the worker died before starting any task of the chunk, or
+    while it ran the chunk in one go (``in_one_go``: the task is not known; the chunk runs
+    again task by task). ``reason`` is a readable cause, e.g. "killed by signal SIGSEGV".
     """
 
     work_id: int
@@ -58,6 +60,7 @@ class Crashed:
     reason: str
     exitcode: int | None = None
     signal: str | None = None
+    in_one_go: bool = False
 
 
 class Pool(ABC):

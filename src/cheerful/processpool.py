@@ -29,7 +29,7 @@ from .errors import RebuildFailed, SerializationError
 from .gpus import VISIBLE
 from .levels import set_levels
 from .pool import Crashed, Done, Pool, Work
-from .runner import run_chunk
+from .runner import ONE_GO, run_chunk
 from .serialize import dumps, dumps_oob, loads, loads_oob, pack_result
 from .task import ChunkResult, ErrorInfo
 from .taskio import Catcher, live_default
@@ -198,6 +198,7 @@ class ProcessPool(Pool):
             work.seed,
             work.levels,
             work.chunk.indices,
+            work.one_go,
             sizes,
         )
         self._marks[slot.position] = IDLE
@@ -248,10 +249,10 @@ class ProcessPool(Pool):
         slot.process.join(timeout=5)
         code = slot.process.exitcode
         mark = self._marks[slot.position]
-        index = None if mark == IDLE else int(mark)
+        index = None if mark < 0 else int(mark)  # IDLE, or ONE_GO: no task is known
         self._replace(slot)
         signame = _signal_name(code)
-        return Crashed(work.work_id, index, _crash_reason(code), code, signame)
+        return Crashed(work.work_id, index, _crash_reason(code), code, signame, mark == ONE_GO)
 
     def _replace(self, slot: _Slot) -> None:
         slot.conn.close()
@@ -354,8 +355,8 @@ def _worker_main(
         conn.send_bytes(_serve(*received, cache, mark, catcher, report))
 
 
-# header fields: work_id, fn_key, fn_bytes, seed, levels, indices, buffer sizes
-FN_KEY, FN_BYTES, SEED, _LEVELS, _INDICES, _SIZES = 1, 2, 3, 4, 5, 6
+# header fields: work_id, fn_key, fn_bytes, seed, levels, indices, one_go, buffer sizes
+FN_KEY, FN_BYTES, SEED, _LEVELS, _INDICES, _ONE_GO, _SIZES = 1, 2, 3, 4, 5, 6, 7
 
 
 def receive_work(conn: Connection) -> tuple[tuple, bytes, list[bytearray]] | None:
@@ -383,7 +384,9 @@ def _serve(
     except BaseException as exc:  # noqa: BLE001 - the chunk cannot be rebuilt here: its
         return pack_result(unloadable_result(header[_INDICES], exc))  # tasks fail, we go on
     set_levels(header[_LEVELS])
-    result = run_chunk(fn, chunk, header[SEED], mark=mark, catcher=catcher, on_progress=report)
+    result = run_chunk(
+        fn, chunk, header[SEED], mark=mark, catcher=catcher, on_progress=report, one_go=header[_ONE_GO]
+    )
     return pack_result(result)
 
 

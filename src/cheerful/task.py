@@ -276,14 +276,16 @@ def task_scope(
     *,
     restore_rng: bool = False,
     on_progress: Callable[[float], Any] | None = None,
+    context: TaskContext | None = None,
 ) -> Iterator[TaskContext]:
     """Make a context current for a run of tasks; :func:`enter_task` moves it along.
 
     ``restore_rng`` puts the global random states back afterwards (the sequential plan
     runs tasks in the caller's process and must not disturb its random state).
+    ``context`` is the context to use (a subclass of the runner's), else a new one.
     """
     saved = _save_rng_states() if (restore_rng and seed is not None) else None
-    ctx = TaskContext(-1, seed, on_progress=on_progress)
+    ctx = context if context is not None else TaskContext(-1, seed, on_progress=on_progress)
     token = _current.set(ctx)
     try:
         yield ctx

@@ -69,7 +69,9 @@ class Catcher:
     :attr:`task` being the one running; outside, output passes through.
 
     Setting :attr:`task` is all a task start costs (tens of nanoseconds): events are
-    filed when something is said, so tasks that say nothing cost nothing more.
+    filed when something is said, so tasks that say nothing cost nothing more. A chunk run
+    in one go (see :func:`cheerful.runner.run_chunk`) sets no :attr:`task` at all: it sets
+    :attr:`locate`, which the first event calls to learn the running task.
     """
 
     def __init__(self, *, tee: bool = False) -> None:
@@ -77,6 +79,7 @@ class Catcher:
         self.task = -1  # the index of the task running now
         self.warned = -1  # the last task that issued a warning (-1: none in this chunk)
         self.said: dict[int, list[tuple]] | None = None  # None: not catching (goes live)
+        self.locate: Any = None  # a callable that sets :attr:`task` (a chunk run in one go)
         self.sizes: dict[int, int] = {}
         self.cuts: dict[int, int] = {}
         self.stdout, self.stderr = sys.stdout, sys.stderr  # the streams it stands in for
@@ -137,6 +140,8 @@ class Catcher:
         """Keep ``text`` written to stream ``kind``; False when not catching (write it)."""
         if self.said is None:
             return False
+        if self.locate is not None:
+            self.locate()
         size = self.sizes.get(self.task, 0)
         room = OUTPUT_CAP - size
         if len(text) > room:
@@ -151,6 +156,8 @@ class Catcher:
         if self.said is None:
             _show_warning(message, category, filename, lineno, file, line)
             return
+        if self.locate is not None:
+            self.locate()
         self.warned = self.task
         self._events().append((WARN, _category(category), str(message), filename, lineno))
 
@@ -158,6 +165,8 @@ class Catcher:
         """Keep a log record (its message formatted here); False when not catching."""
         if self.said is None:
             return False
+        if self.locate is not None:
+            self.locate()
         fields = {
             "name": record.name,
             "msg": record.getMessage(),

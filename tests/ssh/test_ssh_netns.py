@@ -90,7 +90,10 @@ def test_every_host_cut_off_raises_host_unreachable(ssh_keys, two_hosts, tmp_pat
 def test_a_host_down_at_start_is_named(ssh_keys, two_hosts):
     first, second = two_hosts
     second.cut()
-    with pytest.raises(cf.HostUnreachable, match=f"{second.host}.*No route to host"):
+    # ssh's own words depend on the kernel's state for the cut link: no route, or a
+    # connection attempt that times out (seen once in about ten runs)
+    said = f"{second.host}.*(No route to host|timed out)"
+    with pytest.raises(cf.HostUnreachable, match=said):
         cf.map(slow, range(2), plan=ssh_plan(ssh_keys, [first.host, second.host]))
     assert wait_until(lambda: not agents(first.address), 5)
 

@@ -46,16 +46,17 @@ class Chunker:
         """True while some range is still to be handed out."""
         return bool(self._again) or self.total is None or self._next < self.total
 
-    def take(self) -> tuple[int, int]:
-        """The next range to run (ranges given back by :meth:`again` come first)."""
+    def take(self) -> tuple[int, int, bool]:
+        """The next range to run, and whether it was given back by :meth:`again` (those
+        come first)."""
         if self._again:
-            return self._again.popleft()
+            return *self._again.popleft(), True
         start = self._next
         if self.total is None:
             self._next = start + self._stream_size()
         else:
             self._next = min(self.total, start + self._size(self.total - start))
-        return start, self._next
+        return start, self._next, False
 
     def end_at(self, total: int) -> None:
         """The tasks turn out to be ``total`` (the iterator ended): hand out none beyond."""

@@ -173,13 +173,15 @@ class _Spec:
         self.fn, self.fn_bytes, self.fn_key = fn, fn_bytes, fn_key
         self.source, self.star, self.seed, self.inner = source, star, seed, inner
 
-    def work(self, start: int, stop: int, chunker: Chunker) -> Work | None:
-        """The chunk of tasks ``[start, stop)``, or None when the inputs ended before."""
+    def work(self, start: int, stop: int, chunker: Chunker, one_go: bool) -> Work | None:
+        """The chunk of tasks ``[start, stop)``, or None when the inputs ended before;
+        ``one_go``: it may run without marking each task (see :mod:`cheerful.runner`)."""
         items = self.source.get(start, stop, chunker)
         if not items:
             return None
         chunk = Chunk(start, items, self.star)
-        return Work(next(_ids), self.fn_key, self.fn_bytes, chunk, self.seed, self.inner, self.fn)
+        fn, seed, inner = self.fn, self.seed, self.inner
+        return Work(next(_ids), self.fn_key, self.fn_bytes, chunk, seed, inner, fn, one_go)
 
 
 def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float, tick=None):
@@ -205,8 +207,8 @@ def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float, t
 
 def _dispatch(pool: Pool, spec: _Spec, chunker: Chunker, inflight: dict) -> None:
     while pool.idle() and chunker.has_more():
-        start, stop = chunker.take()
-        work = spec.work(start, stop, chunker)
+        start, stop, again = chunker.take()
+        work = spec.work(start, stop, chunker, not again)  # again: after a crash, task by task
         if work is None:
             continue
         inflight[work.work_id] = (start, start + len(work.chunk))
@@ -223,8 +225,9 @@ def _settle(event: Done | Crashed, span: tuple[int, int], chunker: Chunker, star
         chunker.observe(len(event.result), event.result.seconds)
         source.release(start, stop)
         return [event.result]
-    if event.index is None:  # died before its first task: try the chunk again, a few times
-        starts[span] = starts.get(span, 0) + 1
+    if event.index is None:  # died before its first task (try the chunk again, a few
+        # times) or somewhere in a run in one go (run it again task by task)
+        starts[span] = starts.get(span, 0) + (0 if event.in_one_go else 1)
         if starts[span] < MAX_START_CRASHES:
             chunker.again(start, stop)
             return []

@@ -237,7 +237,7 @@ def _read_exact(fd: int, size: int, alive) -> bytearray:
 def _encode(event) -> bytes:
     if isinstance(event, Done):
         return wire.DONE + wire.ID.pack(event.work_id) + event.result
-    fields = (event.work_id, event.index, event.reason, event.exitcode, event.signal)
+    fields = (event.work_id, event.index, event.reason, event.exitcode, event.signal, event.in_one_go)
     return wire.CRASHED + dumps(fields)
 
 

@@ -169,10 +169,11 @@ class Link:
             if self.inflight.pop(work_id, None) is None:
                 return None
             return Done(work_id, loads(memoryview(frame)[1 + wire.ID.size :]))
-        work_id, index, reason, exitcode, signal = loads(frame[1:])
+        work_id, index, reason, exitcode, signal, in_one_go = loads(frame[1:])
         if self.inflight.pop(work_id, None) is None:
             return None
-        return Crashed(work_id, index, f"{reason} (on host {self.label})", exitcode, signal)
+        reason = f"{reason} (on host {self.label})"
+        return Crashed(work_id, index, reason, exitcode, signal, in_one_go)
 
     def control(self, kind: bytes, *, block: bool = True) -> bool:
         """Send a one-byte frame (ping, abandon, quit); False when it could not be sent."""

@@ -81,7 +81,9 @@ class SshPool(Pool):
         raws = [b.raw() for b in buffers]
         indices = work.chunk.indices
         sizes = [r.nbytes for r in raws]
-        header = (work.work_id, work.fn_key, fn_bytes, work.seed, work.levels, indices, sizes)
+        header = (
+            work.work_id, work.fn_key, fn_bytes, work.seed, work.levels, indices, work.one_go, sizes
+        )
         try:
             link.send_work(work, dumps(header), payload, raws)
         except OSError:  # the connection is gone: its chunks (this one too) run elsewhere
