@@ -10,9 +10,10 @@ Parts (``--only``), all on 2 workers:
          ``cf.map(abs, range(n), plan=cf.processes(2))``
   imap   ``list(Pool(2).imap(abs, range(n), chunksize=ceil(n / 8)))`` (the chunk size
          Pool.map would pick for 2 workers: ``divmod(n, 4 * 2)``, rounded up) vs
-         ``list(cf.imap(abs, range(n), plan=cf.processes(2)))`` (unordered (index, result)
-         pairs; cheerful has no ordered imap) and the same over ``iter(range(n))`` (the lazy
-         path), both set against the Pool.imap figure
+         ``list(cf.imap(abs, range(n), plan=cf.processes(2), ordered=True))``, and the same
+         over ``iter(range(n))`` (the lazy path) on both sides; then cheerful's default
+         imap, unordered ``(index, result)`` pairs, vs ``Pool.imap_unordered`` (values
+         alone: a pair holds two more objects per task, so its memory is not comparable)
   sleep  1,000 x ``time.sleep(0.01)``: Pool(2).map vs cf.map (ideal: 5 s)
   cold   a whole ``python -c "import cheerful as cf; print(cf.map(abs, [1]))"`` vs
          ``python -c "import multiprocessing as mp; print(mp.Pool(2).map(abs, [1]))"``,
@@ -87,13 +88,19 @@ def _cf_map(n: int):
 def _cf_imap(n: int):
     import cheerful as cf
 
-    return list(cf.imap(abs, range(n), plan=cf.processes(WORKERS))), None
+    return list(cf.imap(abs, range(n), plan=cf.processes(WORKERS), ordered=True)), None
 
 
 def _cf_imap_gen(n: int):
     import cheerful as cf
 
-    return list(cf.imap(abs, iter(range(n)), plan=cf.processes(WORKERS))), None
+    return list(cf.imap(abs, iter(range(n)), plan=cf.processes(WORKERS), ordered=True)), None
+
+
+def _cf_imap_pairs(n: int):
+    import cheerful as cf
+
+    return list(cf.imap(abs, range(n), plan=cf.processes(WORKERS))), None
 
 
 def _cf_sleep(n: int):
@@ -109,43 +116,57 @@ def _pool_map(n: int, fn: Callable = abs):
     return pool.map(fn, range(n)), pool
 
 
-def _pool_imap(n: int):
+def _pool_imap(n: int, lazy: bool = False, unordered: bool = False):
     import multiprocessing
 
     pool = multiprocessing.Pool(WORKERS)
-    return list(pool.imap(abs, range(n), chunksize=pool_chunksize(n))), pool
+    imap = pool.imap_unordered if unordered else pool.imap
+    items = iter(range(n)) if lazy else range(n)
+    return list(imap(abs, items, chunksize=pool_chunksize(n))), pool
+
+
+def _pool_imap_gen(n: int):
+    return _pool_imap(n, lazy=True)
+
+
+def _pool_imap_unordered(n: int):
+    return _pool_imap(n, unordered=True)
 
 
 def _pool_sleep(n: int):
     return _pool_map(n, nap)
 
 
-# name: (prepare, run, results are (index, value) pairs)
-RUNNERS: dict[str, tuple[Callable, Callable, bool]] = {
-    "pool-map": (_prep_pool, _pool_map, False),
-    "cf-map": (_prep_cheerful, _cf_map, False),
-    "pool-imap": (_prep_pool, _pool_imap, False),
-    "cf-imap": (_prep_cheerful, _cf_imap, True),
-    "cf-imap-gen": (_prep_cheerful, _cf_imap_gen, True),
-    "pool-sleep": (_prep_pool, _pool_sleep, False),
-    "cf-sleep": (_prep_cheerful, _cf_sleep, False),
+# name: (prepare, run, what the results are: "ordered" values, "unordered" values or
+# "pairs" of (index, value) in any order)
+RUNNERS: dict[str, tuple[Callable, Callable, str]] = {
+    "pool-map": (_prep_pool, _pool_map, "ordered"),
+    "cf-map": (_prep_cheerful, _cf_map, "ordered"),
+    "pool-imap": (_prep_pool, _pool_imap, "ordered"),
+    "cf-imap": (_prep_cheerful, _cf_imap, "ordered"),
+    "pool-imap-gen": (_prep_pool, _pool_imap_gen, "ordered"),
+    "cf-imap-gen": (_prep_cheerful, _cf_imap_gen, "ordered"),
+    "pool-imap-unordered": (_prep_pool, _pool_imap_unordered, "unordered"),
+    "cf-imap-pairs": (_prep_cheerful, _cf_imap_pairs, "pairs"),
+    "pool-sleep": (_prep_pool, _pool_sleep, "ordered"),
+    "cf-sleep": (_prep_cheerful, _cf_sleep, "ordered"),
 }
 
 
-def _check(results: list, n: int, pairs: bool) -> None:
+def _check(results: list, n: int, kind: str) -> None:
     """Every result right (abs and nap both return the input), without a big allocation."""
     assert len(results) == n, (len(results), n)
-    if not pairs:
+    if kind == "ordered":
         assert all(r == i for i, r in enumerate(results)), "results out of order or wrong"
         return
     seen = bytearray(n)
-    for i, r in results:
+    for i, r in results if kind == "pairs" else ((r, r) for r in results):
         assert r == i and not seen[i], (i, r)
         seen[i] = 1
 
 
 def one(name: str, n: int) -> None:
-    prepare, run, pairs = RUNNERS[name]
+    prepare, run, kind = RUNNERS[name]
     prepare()
     rss0 = peak_rss_mb()
     start = time.perf_counter()
@@ -155,7 +176,7 @@ def one(name: str, n: int) -> None:
     if pool is not None:
         pool.close()
         pool.join()
-    _check(results, n, pairs)
+    _check(results, n, kind)
     print(json.dumps({"wall": wall, "rss": rss, "rss0": rss0}), flush=True)
 
 
@@ -169,8 +190,9 @@ def measure(name: str, n: int) -> dict:
 # (part, label, Pool runner, cheerful runner, sizes or None for the sweep sizes)
 ROWS = [
     ("map", "map", "pool-map", "cf-map", None),
-    ("imap", "imap", "pool-imap", "cf-imap", None),
-    ("imap", "imap(generator)", "pool-imap", "cf-imap-gen", None),
+    ("imap", "imap(ordered=True)", "pool-imap", "cf-imap", None),
+    ("imap", "imap(generator, ordered=True)", "pool-imap-gen", "cf-imap-gen", None),
+    ("imap", "imap pairs vs imap_unordered", "pool-imap-unordered", "cf-imap-pairs", None),
     ("sleep", "1k x sleep(0.01)", "pool-sleep", "cf-sleep", (SLEEP_TASKS,)),
 ]
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -210,7 +211,7 @@ def test_imap_of_a_generator_cuts_its_own_chunks_in_bounded_memory(two):
     read = [0]
     for seen, _ in enumerate(cf.imap(square, counted(read), plan=two), start=1):
         assert read[0] <= seen + 3 * MAX_STREAM_CHUNK
-        if seen == 20_000:
+        if seen == 2 * MAX_STREAM_CHUNK:
             break
 
 
@@ -224,3 +225,30 @@ def test_imap_names_an_input_of_a_generator_that_cannot_travel(two):
         for _ in cf.imap(square, inputs(), plan=two, chunk_size=2):
             pass
     assert cf.map(square, range(4), plan=two) == [0, 1, 4, 9]  # the plan goes on
+
+
+def first_is_slow_and_all_say_so(x):
+    if x == 0:
+        time.sleep(0.5)
+    print(f"task {x}")
+    return x
+
+
+def test_ordered_imap_holds_what_comes_back_early_until_its_turn(two, capfd):
+    got = []
+    for value in cf.imap(first_is_slow_and_all_say_so, range(12), plan=two, chunk_size=1,
+                         ordered=True):  # fmt: skip
+        got.append(value)
+        assert capfd.readouterr().out == f"task {value}\n"  # its output, just before it
+    assert got == list(range(12))
+
+
+def test_a_crash_in_a_generator_read_in_one_go_reruns_only_its_own_range(two):
+    def exits_at_33(x):
+        if x == 33:
+            os._exit(5)
+        return x
+
+    got = dict(cf.imap(exits_at_33, iter(range(300)), plan=two, errors="return", chunk_size=20))
+    assert sorted(got) == list(range(300))
+    assert isinstance(got.pop(33), cf.Failure) and all(got[i] == i for i in got)

@@ -13,7 +13,7 @@ import pytest
 import cheerful as cf
 from cheerful.runner import ONE_GO, run_chunk
 from cheerful.task import Chunk, current_task
-from cheerful.taskio import Catcher, _Handler
+from cheerful.taskio import Catcher, log_handler
 
 N = 40
 
@@ -23,7 +23,7 @@ def catching():
     """A worker's catcher, for this test only: its streams, warnings and the "one_go" log."""
     catcher = Catcher().install(streams_only=True)
     logger = logging.getLogger("one_go")
-    handler = _Handler(catcher)
+    handler = log_handler(catcher)
     logger.addHandler(handler)
     logger.propagate = False
     try:

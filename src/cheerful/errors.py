@@ -38,31 +38,30 @@ The warning that goes with ``FunctionTooLarge`` (a ``UserWarning``,
 from __future__ import annotations
 
 import pickle
-from concurrent.futures import BrokenExecutor
-from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 __all__ = [
     "BackendError",
-    "BrokenPlan",
+    "BrokenPlan",  # noqa: F822 - made on first use, see __getattr__
     "CheerfulError",
     "CommandFailed",
     "ConfigError",
     "FleetError",
     "FunctionTooLarge",
-    "HostUnreachable",
+    "HostUnreachable",  # noqa: F822 - made on first use, see __getattr__
     "JobError",
     "JobFailed",
     "JobInterrupted",
     "JobNotFound",
     "ObjectNotFound",
     "QueueError",
-    "RebuildFailed",
+    "RebuildFailed",  # noqa: F822 - made on first use, see __getattr__
     "SerializationError",
     "StoreError",
     "TaskError",
     "TaskTimeout",
     "WaitTimeout",
-    "WorkerCrashed",
+    "WorkerCrashed",  # noqa: F822 - made on first use, see __getattr__
 ]
 
 
@@ -76,12 +75,6 @@ class ConfigError(CheerfulError, ValueError):
 
 class SerializationError(CheerfulError, TypeError, pickle.PicklingError):
     """A function, an argument or a result cannot be serialized with cloudpickle."""
-
-
-class RebuildFailed(SerializationError, BrokenProcessPool):
-    """A call, its inputs or its result were pickled but cannot be unpickled on the other
-    side (a module missing there, a failing ``__reduce__``). Only that task fails; it is
-    also a ``BrokenProcessPool``, which ``ProcessPoolExecutor`` raises in that case."""
 
 
 class FunctionTooLarge(SerializationError):
@@ -131,37 +124,8 @@ def _rebuild_task_error(cls, message, state):
     return err
 
 
-class WorkerCrashed(TaskError, BrokenProcessPool):
-    """The process running a task died: a segfault, ``os._exit``, or a kill (often OOM).
-
-    ``exitcode`` is the exit code when it exited, ``signal`` the signal's name when killed.
-    Only that task fails (its worker is replaced); it is also a ``BrokenProcessPool``, the
-    error ``ProcessPoolExecutor`` raises when one of its processes dies.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        index: int | None = None,
-        exitcode: int | None = None,
-        signal: str | None = None,
-    ) -> None:
-        super().__init__(message, index=index, type_name="WorkerCrashed")
-        self.exitcode = exitcode
-        self.signal = signal
-
-
 class TaskTimeout(TaskError, TimeoutError):
     """A task ran longer than its ``timeout`` and was stopped."""
-
-
-class BrokenPlan(CheerfulError, BrokenExecutor):
-    """A plan can no longer run tasks, for example every worker or host is gone."""
-
-
-class HostUnreachable(BrokenPlan):
-    """An SSH host cannot be reached at start, or was cut off and no host is left."""
 
 
 class JobError(CheerfulError):
@@ -262,3 +226,62 @@ class JobInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, job_id: str = "", backend: str = "") -> None:
         super().__init__(message)
         self.job_id, self.backend = job_id, backend
+
+
+# --- the errors that are also concurrent.futures' ---------------------------------------
+# RebuildFailed, WorkerCrashed, BrokenPlan and HostUnreachable derive from
+# concurrent.futures' BrokenProcessPool and BrokenExecutor, so that code written for
+# ProcessPoolExecutor catches them. Loading concurrent.futures (and logging with it) takes
+# longer than the rest of what cf.map needs, so they are made when first asked for.
+
+_FUTURES_KIN = ("RebuildFailed", "WorkerCrashed", "BrokenPlan", "HostUnreachable")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FUTURES_KIN:
+        globals().update(_futures_kin())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _futures_kin() -> dict[str, type]:
+    from concurrent.futures import BrokenExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    class RebuildFailed(SerializationError, BrokenProcessPool):
+        """A call, its inputs or its result were pickled but cannot be unpickled on the
+        other side (a module missing there, a failing ``__reduce__``). Only that task
+        fails; it is also a ``BrokenProcessPool``, which ``ProcessPoolExecutor`` raises
+        in that case."""
+
+    class WorkerCrashed(TaskError, BrokenProcessPool):
+        """The process running a task died: a segfault, ``os._exit``, or a kill (often OOM).
+
+        ``exitcode`` is the exit code when it exited, ``signal`` the signal's name when
+        killed. Only that task fails (its worker is replaced); it is also a
+        ``BrokenProcessPool``, the error ``ProcessPoolExecutor`` raises when one of its
+        processes dies.
+        """
+
+        def __init__(
+            self,
+            message: str,
+            *,
+            index: int | None = None,
+            exitcode: int | None = None,
+            signal: str | None = None,
+        ) -> None:
+            super().__init__(message, index=index, type_name="WorkerCrashed")
+            self.exitcode = exitcode
+            self.signal = signal
+
+    class BrokenPlan(CheerfulError, BrokenExecutor):
+        """A plan can no longer run tasks, for example every worker or host is gone."""
+
+    class HostUnreachable(BrokenPlan):
+        """An SSH host cannot be reached at start, or was cut off and no host is left."""
+
+    made = {c.__name__: c for c in (RebuildFailed, WorkerCrashed, BrokenPlan, HostUnreachable)}
+    for cls in made.values():
+        cls.__qualname__ = cls.__name__  # pickled by name, as any module-level class
+    return made

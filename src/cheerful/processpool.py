@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .errors import RebuildFailed, SerializationError
+from .errors import SerializationError
 from .gpus import VISIBLE
 from .levels import set_levels
 from .pool import Crashed, Done, Pool, Work
@@ -291,6 +291,8 @@ def _close_slots(slots: list[_Slot], kill: bool, zygotes: list[Zygote]) -> None:
 
 def _results_lost(indices: Sequence[int], exc: BaseException) -> ChunkResult:
     """Every task of a chunk failed: its results came back but cannot be unpickled here."""
+    from .errors import RebuildFailed  # made on first use (cheerful.errors)
+
     error = RebuildFailed(
         f"the results of tasks {_span(indices)} cannot be unpickled in the caller: "
         f"{type(exc).__name__}: {exc}"
@@ -401,6 +403,8 @@ def _function(header, cache: dict):
 
 def unloadable_result(indices: Sequence[int], exc: BaseException) -> ChunkResult:
     """Every task of a chunk failed because its function or inputs cannot be unpickled."""
+    from .errors import RebuildFailed  # made on first use (cheerful.errors)
+
     error = RebuildFailed(
         f"the function or inputs of this chunk cannot be unpickled in the worker: "
         f"{type(exc).__name__}: {exc} (is every module they need importable there?)"

@@ -227,6 +227,8 @@ def check_items(items: Sequence[Any], first_index: int = 0) -> int:
     ``first_index``) and its object. One pass over the whole list is tried first; only
     when it fails are the items pickled one by one to find the culprit.
     """
+    if isinstance(items, range):  # a range travels as itself: nothing in it can fail
+        return _pickled_size(items)
     size, first_error = _try_size(list(items) if not isinstance(items, list) else items)
     if first_error is None:
         return size

@@ -20,14 +20,16 @@ streams) is not caught and still goes out live. A task's output is capped at
 from __future__ import annotations
 
 import io
-import logging
 import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["OUTPUT_CAP", "Catcher", "TaskOutput", "live_default", "replay"]
+if TYPE_CHECKING:
+    import logging
+
+__all__ = ["OUTPUT_CAP", "Catcher", "TaskOutput", "live_default", "log_handler", "replay"]
 
 OUTPUT_CAP = 1_000_000
 """Characters of output (prints and log messages) kept per task; the rest is cut, and said."""
@@ -80,6 +82,7 @@ class Catcher:
         self.warned = -1  # the last task that issued a warning (-1: none in this chunk)
         self.said: dict[int, list[tuple]] | None = None  # None: not catching (goes live)
         self.locate: Any = None  # a callable that sets :attr:`task` (a chunk run in one go)
+        self._logs = "off"  # the root log handlers: "off", "waiting" for logging, "caught"
         self.sizes: dict[int, int] = {}
         self.cuts: dict[int, int] = {}
         self.stdout, self.stderr = sys.stdout, sys.stderr  # the streams it stands in for
@@ -93,11 +96,24 @@ class Catcher:
             return self
         warnings.showwarning = self._warning
         _forget_shown_warnings()  # those the caller had shown before this process forked
+        self._logs = "waiting"
+        self._catch_logs()
+        return self
+
+    def _catch_logs(self) -> None:
+        """Stand in for the root log handlers, once ``logging`` is loaded (a process that
+        never loads it does not pay for it; a task that loads it is caught from the next
+        chunk on, and meanwhile its records go out as Python's last-resort handler writes
+        them: to stderr, which is caught)."""
+        if self._logs != "waiting" or "logging" not in sys.modules:
+            return
+        import logging
+
         root = logging.getLogger()
         for handler in list(root.handlers):
             root.removeHandler(handler)
-        root.addHandler(_Handler(self))
-        return self
+        root.addHandler(log_handler(self))
+        self._logs = "caught"
 
     def uninstall(self) -> None:
         """Give back the streams :meth:`install` stood in for (``streams_only`` use)."""
@@ -110,6 +126,8 @@ class Catcher:
     def begin(self) -> None:
         """A chunk starts: keep what its tasks say."""
         self.said, self.sizes, self.cuts, self.task, self.warned = {}, {}, {}, -1, -1
+        if self._logs == "waiting":
+            self._catch_logs()
 
     def next_task(self, index: int) -> None:
         """Task ``index`` starts (a warning shown by the task before may show again)."""
@@ -223,17 +241,17 @@ class _Stream(io.TextIOBase):
         return self.through.buffer
 
 
-class _Handler(logging.Handler):
-    """The worker's root handler: records are kept per task, else printed as Python's
-    last-resort handler would."""
+def log_handler(catcher: Catcher) -> logging.Handler:
+    """A log handler that keeps records for ``catcher`` (a worker's root handler): kept per
+    task, else printed as Python's last-resort handler would."""
+    import logging
 
-    def __init__(self, catcher: Catcher) -> None:
-        super().__init__(logging.NOTSET)
-        self.catcher = catcher
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not catcher.keep_record(record):
+                logging.lastResort.handle(record) if logging.lastResort else None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not self.catcher.keep_record(record):
-            logging.lastResort.handle(record) if logging.lastResort else None
+    return Handler(logging.NOTSET)
 
 
 def _joined(events: list[tuple]) -> list[tuple]:
@@ -263,6 +281,8 @@ def _exc_text(record: logging.LogRecord) -> str | None:
     if record.exc_text:
         return record.exc_text
     if record.exc_info:
+        import logging
+
         return logging.Formatter().formatException(record.exc_info)
     return None
 
@@ -301,6 +321,8 @@ def replay(output: TaskOutput | None, index: int) -> None:
                 f"{message} (cheerful task {index})", category, filename, lineno, module
             )
         elif kind == LOG:
+            import logging
+
             fields = dict(event[1], args=None, exc_info=None, cheerful_task=index)
             record = logging.makeLogRecord(fields)
             logger = logging.getLogger(record.name)

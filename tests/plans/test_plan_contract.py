@@ -61,6 +61,20 @@ def test_imap_yields_every_index_once(plan_factory):
     assert sorted(pairs) == [(i, i * i) for i in range(30)]
 
 
+@pytest.mark.parametrize("lazy", [False, True], ids=["list", "generator"])
+def test_ordered_imap_yields_the_values_in_input_order(plan_factory, lazy):
+    items = (i for i in range(30)) if lazy else range(30)
+    got = cf.imap(square, items, plan=plan_factory(), chunk_size=4, ordered=True)
+    assert list(got) == [i * i for i in range(30)]
+
+
+def test_ordered_imap_yields_every_value_before_a_failure_then_raises(plan_factory):
+    got = cf.imap(fail_on_three, range(6), plan=plan_factory(), chunk_size=2, ordered=True)
+    assert [next(got) for _ in range(3)] == [fail_on_three(i) for i in range(3)]
+    with pytest.raises(ContractError, match="bad input 3"):
+        next(got)
+
+
 @pytest.mark.parametrize("chunk_size", [1, 7, 1000, None])
 def test_chunk_sizes_keep_the_order(plan_factory, chunk_size):
     got = cf.map(square, range(40), plan=plan_factory(), chunk_size=chunk_size)

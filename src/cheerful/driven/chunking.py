@@ -4,8 +4,9 @@ Early chunks are big (a share of what remains), later ones shrink so that worker
 together; once task times are measured, no chunk is made shorter than a couple of
 milliseconds of work (so trivial tasks do not drown in per-chunk overhead) and none
 carries more than a few megabytes of input. When the number of tasks is not known (items
-read from an iterator as they are needed), chunks start at one task and grow to a couple
-of milliseconds of work, at most ``MAX_STREAM_CHUNK`` tasks.
+read from an iterator as they are needed), chunks start at one task and grow to some
+twenty milliseconds of work (a worker waits for its next chunk, so each must be long
+enough to hide that wait), at most ``MAX_STREAM_CHUNK`` tasks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ __all__ = ["Chunker"]
 
 MIN_CHUNK_SECONDS = 0.002
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
-MAX_STREAM_CHUNK = 4096
+STREAM_CHUNK_SECONDS = 0.02
+MAX_STREAM_CHUNK = 262_144
 SHARES_PER_WORKER = 2
 
 
@@ -77,7 +79,7 @@ class Chunker:
         size = self.fixed or 1
         if not self.fixed and self._tasks_timed:
             per_task = max(self._seconds / self._tasks_timed, 1e-9)
-            size = min(MAX_STREAM_CHUNK, math.ceil(MIN_CHUNK_SECONDS / per_task))
+            size = min(MAX_STREAM_CHUNK, math.ceil(STREAM_CHUNK_SECONDS / per_task))
         if self.item_bytes > 0 and not self.fixed:
             size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
         return size

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import closing
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
-from cheerful.errors import BrokenPlan, ConfigError
+from cheerful.errors import ConfigError
 from cheerful.progress import Reporter, reporter
 from cheerful.serialize import rebuild_exception
 from cheerful.task import ChunkResult, Failure, Outcome, as_items
@@ -63,31 +63,70 @@ def starmap(
     return _gather(fn, tuples, True, plan, chunk_size, seed, progress, errors, "cf.starmap")
 
 
+@overload
 def imap(
     fn: Callable,
     items: Iterable[Any],
     *,
+    ordered: Literal[False] = False,
     plan: Plan | None = None,
     chunk_size: int | None = None,
     seed: int | None = None,
     progress: bool | Callable[..., Any] = False,
     errors: Errors = "raise",
 ) -> Iterator[tuple[int, Any]]:
-    """Yield ``(index, result)`` pairs as tasks complete (not in input order).
+    """``(index, result)`` pairs in completion order (see the implementation below)."""
+
+
+@overload
+def imap(
+    fn: Callable,
+    items: Iterable[Any],
+    *,
+    ordered: Literal[True],
+    plan: Plan | None = None,
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    progress: bool | Callable[..., Any] = False,
+    errors: Errors = "raise",
+) -> Iterator[Any]:
+    """Results in input order (see the implementation below)."""
+
+
+def imap(
+    fn: Callable,
+    items: Iterable[Any],
+    *,
+    ordered: bool = False,
+    plan: Plan | None = None,
+    chunk_size: int | None = None,
+    seed: int | None = None,
+    progress: bool | Callable[..., Any] = False,
+    errors: Errors = "raise",
+) -> Iterator[Any]:
+    """Yield ``(index, result)`` pairs as tasks complete (not in input order); with
+    ``ordered=True``, yield the results alone in input order (as ``Pool.imap`` and
+    ``Executor.map`` do), each as soon as it and every one before it are back.
 
     Stopping the iteration early stops the tasks still running. An iterator (a generator,
     a file) is read lazily: items are taken only as workers become free (about one chunk
     per worker ahead), so an endless one works and memory stays bounded; each input is
-    checked as it is read.
+    checked as it is read. With ``errors="raise"`` a failure raises when it is reached:
+    at once unordered, after every result before it ordered.
     """
     _check_errors(errors)
-    if isinstance(items, Iterable) and not isinstance(items, Sized):
-        report = reporter(progress, None, "cf.imap")
-        chunks = _chunks(fn, iter(items), False, plan, chunk_size, seed, _tick(report))
-        return _yield_pairs(chunks, report, errors)
-    items = as_items(items)
-    report = reporter(progress, len(items), "cf.imap")
+    if ordered not in (True, False):
+        raise ConfigError(f"ordered must be True or False, not {ordered!r}")
+    total = None
+    if not isinstance(items, Iterable) or isinstance(items, Sized):
+        items = items if isinstance(items, range) else as_items(items)  # a range stays one
+        total = len(items)
+    else:
+        items = iter(items)
+    report = reporter(progress, total, "cf.imap")
     chunks = _chunks(fn, items, False, plan, chunk_size, seed, _tick(report))
+    if ordered:
+        return _yield_in_order(chunks, report, errors)
     return _yield_pairs(chunks, report, errors)
 
 
@@ -108,6 +147,38 @@ def _yield_pairs(chunks, report: Reporter, errors) -> Iterator[tuple[int, Any]]:
             for outcome in result.outcomes():
                 relay.replay_one(outcome.index)
                 yield outcome.index, _value(outcome, errors, relay)
+    relay.finish(stacklevel=4)
+
+
+def _yield_in_order(chunks, report: Reporter, errors) -> Iterator[Any]:
+    """Results in input order: what comes back early waits for every result before it."""
+    relay = Relay("cf.imap")
+    early: dict[int, ChunkResult] = {}  # first index -> a chunk of consecutive tasks
+    single: dict[int, Outcome] = {}  # index -> one task's outcome (others come as such)
+    upto = 0  # every result below was yielded
+    with closing(chunks), report:
+        for result in chunks:
+            report.advance(len(result), len(result.errors))
+            relay.add(result)
+            indices = result.indices
+            if isinstance(indices, range) and indices.step == 1:
+                early[indices.start] = result
+            else:
+                single.update((outcome.index, outcome) for outcome in result.outcomes())
+            while upto in early or upto in single:
+                if upto in single:
+                    relay.replay_one(upto)
+                    yield _value(single.pop(upto), errors, relay)
+                    upto += 1
+                    continue
+                result = early.pop(upto)
+                upto += len(result)
+                if not result.errors and not result.outputs:  # the common case
+                    yield from result.values
+                    continue
+                for outcome in result.outcomes():
+                    relay.replay_one(outcome.index)
+                    yield _value(outcome, errors, relay)
     relay.finish(stacklevel=4)
 
 
@@ -132,6 +203,8 @@ def _gather(fn, items, star, plan, chunk_size, seed, progress, errors, label) ->
             relay.replay_ready()
             placed += len(result)
     if placed != len(items):  # a plan that lost outcomes must say so, never leave None
+        from cheerful.errors import BrokenPlan  # made on first use (cheerful.errors)
+
         raise BrokenPlan(f"{label}: {placed} of {len(items)} task outcomes came back")
     relay.finish()
     return results

@@ -134,36 +134,45 @@ class _Listed:
 
 
 class _Streamed:
-    """Inputs read from an iterator as chunks need them, kept until their chunk is done."""
+    """Inputs read from an iterator as chunks need them, kept until their chunk is done.
+
+    Each range is read whole (``islice``, no call per item) when it is first asked for;
+    a range asked again (after a crash) lies inside one read before.
+    """
 
     total = None
 
     def __init__(self, iterator: Iterator[Any], check: bool) -> None:
         self._iterator, self._check = iterator, check
-        self._held: dict[int, Any] = {}
+        self._held: dict[int, list[Any]] = {}  # start of a range read -> its items
+        self._left: dict[int, int] = {}  # start of a range read -> its tasks not yet done
         self._read = 0
-        self._ended = False
 
     def get(self, start: int, stop: int, chunker: Chunker) -> list[Any]:
-        fresh = []
-        while self._read < stop and not self._ended:
-            try:
-                fresh.append(next(self._iterator))
-            except StopIteration:
-                self._ended = True
-                chunker.end_at(self._read)
-                break
-            self._held[self._read] = fresh[-1]
-            self._read += 1
-        if fresh and self._check:  # an input that cannot travel fails here, named
-            chunker.item_bytes = check_items(fresh, first_index=self._read - len(fresh)) / len(
-                fresh
-            )
-        return [self._held[i] for i in range(start, min(stop, self._read))]
+        if start < self._read:  # run again: part of a range read before
+            base = self._range_of(start)
+            return self._held[base][start - base : stop - base]
+        fresh = list(itertools.islice(self._iterator, stop - start))
+        if len(fresh) < stop - start:
+            chunker.end_at(start + len(fresh))
+        if fresh:
+            if self._check:  # an input that cannot travel fails here, named
+                chunker.item_bytes = check_items(fresh, first_index=start) / len(fresh)
+            self._held[start], self._left[start] = fresh, len(fresh)
+        self._read = start + len(fresh)
+        return fresh
 
     def release(self, start: int, stop: int) -> None:
-        for index in range(start, stop):
-            self._held.pop(index, None)
+        base = self._range_of(start)
+        self._left[base] -= stop - start
+        if self._left[base] <= 0:
+            del self._held[base], self._left[base]
+
+    def _range_of(self, index: int) -> int:
+        for base, items in self._held.items():  # a few ranges: about two per worker
+            if base <= index < base + len(items):
+                return base
+        raise AssertionError(f"task {index} is in no range read and not yet done")
 
 
 class _Spec:
