@@ -107,11 +107,24 @@ def test_import_is_light():
     assert done.stdout.strip() == "[]"
     mapped = (
         "import sys, cheerful as cf; cf.map(abs, [-1]); "
-        "print(sorted({'rich', 'click', 'boto3', 'sqlite3', 'cheerful.durable'} & set(sys.modules)))"
+        "print(sorted({'rich', 'click', 'boto3', 'sqlite3', 'cheerful.durable', "
+        "'concurrent.futures', 'dataclasses', 'cloudpickle'} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", mapped], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_cloudpickle_loads_when_a_function_must_travel_by_value():
+    """A module's function pickles as plain pickle would (cloudpickle stays unloaded); a
+    lambda needs cloudpickle, and gets it."""
+    code = (
+        "import sys, cheerful as cf; print(cf.map(abs, [-1]), 'cloudpickle' in sys.modules); "
+        "print(cf.map(lambda x: x + 1, [1]), 'cloudpickle' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[1] False", "[2] True"]
 
 
 def test_command_line_help():

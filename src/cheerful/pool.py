@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from .record import Record
 from .task import Chunk, ChunkResult
 
 __all__ = ["MAX_START_CRASHES", "Crashed", "Done", "Pool", "Work", "owned_cores"]
@@ -24,30 +24,74 @@ MAX_START_CRASHES = 3
 the chunk's first task is blamed; every consumer of :class:`Crashed` uses it."""
 
 
-@dataclass(frozen=True)
-class Work:
-    """One chunk to run: the function (by key, with its bytes), seed and inner plan levels."""
+class Work(Record):
+    """One chunk to run: the function (by key, with its bytes), seed and inner plan
+    levels (the plans below the running level, for a nested cf.map); ``fn``: the function
+    itself, for plans that run in the caller's process; ``one_go``: it may run in one go,
+    no task marked (see :mod:`cheerful.runner`)."""
 
+    FIELDS = ("work_id", "fn_key", "fn_bytes", "chunk", "seed", "levels", "fn", "one_go")
     work_id: int
     fn_key: str
     fn_bytes: bytes
     chunk: Chunk
-    seed: int | None = None
-    levels: tuple[Any, ...] = ()  # the plans below the running level (nested cf.map)
-    fn: Any = None  # the function itself, for plans that run in the caller's process
-    one_go: bool = False  # may run in one go, no task marked (see cheerful.runner)
+    seed: int | None
+    levels: tuple[Any, ...]
+    fn: Any
+    one_go: bool
+
+    def __init__(
+        self,
+        work_id: int,
+        fn_key: str,
+        fn_bytes: bytes,
+        chunk: Chunk,
+        seed: int | None = None,
+        levels: tuple[Any, ...] = (),
+        fn: Any = None,
+        one_go: bool = False,
+    ) -> None:
+        self._set(
+            work_id=work_id,
+            fn_key=fn_key,
+            fn_bytes=fn_bytes,
+            chunk=chunk,
+            seed=seed,
+            levels=levels,
+            fn=fn,
+            one_go=one_go,
+        )
 
 
-@dataclass(frozen=True)
-class Done:
-    """A chunk finished: its values and errors."""
+class Done(Record):
+    """A chunk finished: its values and errors (``result``).
 
+    A pool may hand over the result still packed, with the function that unpacks it
+    (``unpack``): it is unpacked when first read, so that the scheduler can give the
+    worker its next chunk first.
+    """
+
+    FIELDS = ("work_id", "result")
     work_id: int
-    result: ChunkResult
+
+    def __init__(
+        self,
+        work_id: int,
+        result: ChunkResult | None = None,
+        unpack: Callable[[], ChunkResult] | None = None,
+    ) -> None:
+        self._set(work_id=work_id, _result=result, _unpack=unpack)
+
+    @property
+    def result(self) -> ChunkResult:
+        """The chunk's result (unpacked now, if it came packed)."""
+        unpack = self.__dict__["_unpack"]
+        if unpack is not None:
+            self._set(_result=unpack(), _unpack=None)
+        return self.__dict__["_result"]
 
 
-@dataclass(frozen=True)
-class Crashed:
+class Crashed(Record):
     """The worker running a chunk died while running task ``index``.
 
     ``index`` is None when the worker died before starting any task of the chunk, or
@@ -55,12 +99,31 @@ class Crashed:
     again task by task). ``reason`` is a readable cause, e.g. "killed by signal SIGSEGV".
     """
 
+    FIELDS = ("work_id", "index", "reason", "exitcode", "signal", "in_one_go")
     work_id: int
     index: int | None
     reason: str
-    exitcode: int | None = None
-    signal: str | None = None
-    in_one_go: bool = False
+    exitcode: int | None
+    signal: str | None
+    in_one_go: bool
+
+    def __init__(
+        self,
+        work_id: int,
+        index: int | None,
+        reason: str,
+        exitcode: int | None = None,
+        signal: str | None = None,
+        in_one_go: bool = False,
+    ) -> None:
+        self._set(
+            work_id=work_id,
+            index=index,
+            reason=reason,
+            exitcode=exitcode,
+            signal=signal,
+            in_one_go=in_one_go,
+        )
 
 
 class Pool(ABC):

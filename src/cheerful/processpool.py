@@ -21,7 +21,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -62,13 +61,13 @@ IDLE = -1
 _forked_by: list[int | None] = [None]  # set around a fork here: the new worker's parent
 
 
-@dataclass
 class _Slot:
-    position: int
-    process: mp.process.BaseProcess
-    conn: Connection
-    work: Work | None = None
-    fn_key: str = ""
+    """A worker: its place in the pool, its process and pipe, and the chunk it runs."""
+
+    def __init__(self, position: int, process: mp.process.BaseProcess, conn: Connection):
+        self.position, self.process, self.conn = position, process, conn
+        self.work: Work | None = None
+        self.fn_key = ""
 
 
 class ProcessPool(Pool):

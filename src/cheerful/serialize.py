@@ -13,16 +13,14 @@ the real file name instead, so a task's traceback says ``File "/path/to/script.p
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 import pickle
+import sys
 import types
 from collections import ChainMap
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import cloudpickle
 
 from .errors import SerializationError
 from .globals_guard import globals_max, guard
@@ -41,18 +39,6 @@ __all__ = [
 PROTOCOL = 5
 _DYNAMIC_CODE = "<dynamic-code>"
 """The file name cloudpickle gives every code object it pickles by value."""
-_CLOUDPICKLE_TABLE = cloudpickle.CloudPickler.dispatch_table
-_CLOUDPICKLE_CODE_REDUCE = _CLOUDPICKLE_TABLE[types.CodeType]
-
-
-def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
-    """cloudpickle's reduction of ``code``, wrapped so that it keeps its file name."""
-    filename = code.co_filename
-    if filename == _DYNAMIC_CODE or not isinstance(filename, str):
-        return _CLOUDPICKLE_CODE_REDUCE(code)
-    # The copy is reduced by cloudpickle (it takes the branch above); nested code objects
-    # (inner functions, comprehensions) come back here and keep their names too.
-    return _code_in_file, (code.replace(co_filename=_DYNAMIC_CODE), filename)
 
 
 def _code_in_file(code: types.CodeType, filename: str) -> types.CodeType:
@@ -60,18 +46,95 @@ def _code_in_file(code: types.CodeType, filename: str) -> types.CodeType:
     return code.replace(co_filename=filename)
 
 
-class _Pickler(cloudpickle.CloudPickler):
-    """cloudpickle's pickler, but code pickled by value keeps its file name."""
+class _ByValue(Exception):
+    """Raised by :class:`_PlainPickler`: cloudpickle would send this object by value."""
 
-    dispatch_table = ChainMap(
-        {types.CodeType: _reduce_code}, *getattr(_CLOUDPICKLE_TABLE, "maps", [_CLOUDPICKLE_TABLE])
-    )
+
+class _PlainPickler(pickle.Pickler):
+    """The C pickler, for what pickles the same with cloudpickle: data, and functions and
+    classes importable by module and name. It refuses (:class:`_ByValue`) a function or
+    class cloudpickle would send by value (from ``__main__``, a lambda, one defined in a
+    function); what it cannot pickle at all raises as usual. cloudpickle (with ``logging``,
+    ``dataclasses``, ``inspect`` and ``platform`` behind it) then loads only when needed,
+    which keeps it off the way to a first ``cf.map`` of a module's function."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if (type(obj) is types.FunctionType or isinstance(obj, type)) and not _importable(obj):
+            raise _ByValue
+        return NotImplemented
+
+
+def _importable(obj: Any) -> bool:
+    """True when ``obj`` is found again by its module and qualified name (as cloudpickle
+    decides to pickle it by reference)."""
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str) or name == "__main__":
+        return False
+    found = sys.modules.get(name)
+    for part in getattr(obj, "__qualname__", "<none>").split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+def _by_value_modules() -> bool:
+    """True while modules are registered with cloudpickle to travel by value (an SSH
+    host's chunk is being pickled, see :mod:`cheerful.byvalue`)."""
+    internals = sys.modules.get("cloudpickle.cloudpickle")
+    return bool(getattr(internals, "_PICKLE_BY_VALUE_MODULES", None))
+
+
+_cloud: list[type] = []  # the cloudpickle pickler below, made once it is first needed
+
+
+def _cloud_pickler() -> type:
+    """cloudpickle's pickler, but code pickled by value keeps its file name."""
+    if _cloud:
+        return _cloud[0]
+    import cloudpickle
+
+    table = cloudpickle.CloudPickler.dispatch_table
+    reduce_code = table[types.CodeType]
+
+    def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+        filename = code.co_filename
+        if filename == _DYNAMIC_CODE or not isinstance(filename, str):
+            return reduce_code(code)
+        # The copy is reduced by cloudpickle (it takes the branch above); nested code
+        # objects (inner functions, comprehensions) come back here and keep their names.
+        return _code_in_file, (code.replace(co_filename=_DYNAMIC_CODE), filename)
+
+    class CloudPickler(cloudpickle.CloudPickler):
+        dispatch_table = ChainMap(
+            {types.CodeType: _reduce_code}, *getattr(table, "maps", [table])
+        )
+
+    _cloud.append(CloudPickler)
+    return CloudPickler
+
+
+def _dump(obj: Any, new_file: Callable[[], Any], buffers: list | None = None) -> Any:
+    """Pickle ``obj`` into a file from ``new_file()`` and return that file: plainly when
+    that gives what cloudpickle would, else (a second file) with cloudpickle.
+    ``buffers`` collects the out-of-band buffers (None: in band)."""
+    callback = buffers.append if buffers is not None else None
+    if not _by_value_modules():
+        file = new_file()
+        try:
+            _PlainPickler(file, protocol=PROTOCOL, buffer_callback=callback).dump(obj)
+            return file
+        except (KeyboardInterrupt, _OverLimit):
+            raise
+        except BaseException:  # noqa: BLE001 - cloudpickle may do it, or says why not
+            if buffers is not None:
+                buffers.clear()
+    file = new_file()
+    _cloud_pickler()(file, protocol=PROTOCOL, buffer_callback=callback).dump(obj)
+    return file
 
 
 def dumps(obj: Any) -> bytes:
-    """Pickle ``obj`` with cloudpickle (functions and closures by value where needed)."""
-    with io.BytesIO() as file:
-        _Pickler(file, protocol=PROTOCOL).dump(obj)
+    """Pickle ``obj`` as cloudpickle does (functions and closures by value where needed)."""
+    with _dump(obj, io.BytesIO) as file:
         return file.getvalue()
 
 
@@ -83,8 +146,7 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
 def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     """Pickle ``obj`` keeping large buffers out of band (no copy of array data)."""
     buffers: list[pickle.PickleBuffer] = []
-    with io.BytesIO() as file:
-        _Pickler(file, protocol=PROTOCOL, buffer_callback=buffers.append).dump(obj)
+    with _dump(obj, io.BytesIO, buffers) as file:
         return file.getvalue(), buffers
 
 
@@ -110,15 +172,9 @@ class _Sink(io.RawIOBase):
 
 def _pickled_size(obj: Any) -> int:
     """Bytes ``obj`` takes when pickled, buffers included, without keeping a copy."""
-    sink = _Sink()
-    extra = 0
-
-    def _count(buf: pickle.PickleBuffer) -> None:
-        nonlocal extra
-        extra += buf.raw().nbytes
-
-    _Pickler(sink, protocol=PROTOCOL, buffer_callback=_count).dump(obj)
-    return sink.size + extra
+    buffers: list[pickle.PickleBuffer] = []
+    sink = _dump(obj, _Sink, buffers)
+    return sink.size + sum(buf.raw().nbytes for buf in buffers)
 
 
 def check_function(fn: Callable, *, max_bytes: Any = None) -> bytes:
@@ -168,8 +224,7 @@ class _Capped(io.BytesIO):
 
 
 def _dumps_capped(obj: Any, cap: float) -> bytes:
-    with _Capped(cap) as file:
-        _Pickler(file, protocol=PROTOCOL).dump(obj)
+    with _dump(obj, lambda: _Capped(cap)) as file:
         return file.getvalue()
 
 
@@ -279,7 +334,7 @@ def _without_unpicklable(result: ChunkResult) -> ChunkResult:
     for index, error in errors.items():
         if not _picklable(error):
             errors[index] = ErrorInfo(error.type_name, error.message, error.traceback)
-    return dataclasses.replace(result, values=values, errors=errors)  # keeps subclasses
+    return result.replace(values=values, errors=errors)  # keeps subclasses
 
 
 def _result_error(index: int, value: Any, exc: BaseException) -> BaseException:

@@ -11,13 +11,12 @@ import contextvars
 import os
 import random
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .record import Record
 
 __all__ = [
     "Chunk",
@@ -33,17 +32,26 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(Record):
     """Tasks ``start, start+1, ...`` (or the ``explicit`` indices) with inputs ``items``.
 
     ``star`` says each item is an argument tuple (``starmap``) rather than one argument.
     """
 
+    FIELDS = ("start", "items", "star", "explicit")
     start: int
     items: Sequence[Any]
-    star: bool = False
-    explicit: tuple[int, ...] | None = None  # task indices, when not consecutive
+    star: bool
+    explicit: tuple[int, ...] | None  # task indices, when not consecutive
+
+    def __init__(
+        self,
+        start: int,
+        items: Sequence[Any],
+        star: bool = False,
+        explicit: tuple[int, ...] | None = None,
+    ) -> None:
+        self._set(start=start, items=items, star=star, explicit=explicit)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -56,19 +64,36 @@ class Chunk:
         return range(self.start, self.start + len(self.items))
 
 
-@dataclass(frozen=True)
-class ErrorInfo:
+class ErrorInfo(Record):
     """A task's exception in a form that always crosses a process boundary.
 
     ``exc_bytes`` is the pickled exception (empty when it could not be pickled);
-    ``type_name``, ``message`` and ``traceback`` are plain text and always present.
+    ``type_name``, ``message`` and ``traceback`` are plain text and always present;
+    ``crash`` holds a crashed worker's ``exitcode`` and ``signal``.
     """
 
+    FIELDS = ("type_name", "message", "traceback", "exc_bytes", "crash")
     type_name: str
     message: str
     traceback: str
-    exc_bytes: bytes = b""
-    crash: dict[str, Any] = field(default_factory=dict)
+    exc_bytes: bytes
+    crash: dict[str, Any]
+
+    def __init__(
+        self,
+        type_name: str,
+        message: str,
+        traceback: str,
+        exc_bytes: bytes = b"",
+        crash: dict[str, Any] | None = None,
+    ) -> None:
+        self._set(
+            type_name=type_name,
+            message=message,
+            traceback=traceback,
+            exc_bytes=exc_bytes,
+            crash={} if crash is None else crash,
+        )
 
     @classmethod
     def from_exception(cls, exc: BaseException, dumps: Callable[[Any], bytes]) -> ErrorInfo:
@@ -76,6 +101,8 @@ class ErrorInfo:
 
         cheerful's own outermost frames are left out of the traceback text.
         """
+        import traceback  # loaded when a task first fails, not on the way to a first map
+
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None and _is_ours(tb):
             tb = tb.tb_next  # the user's code starts below cheerful's call shims
@@ -87,32 +114,62 @@ class ErrorInfo:
         return cls(_qualname(type(exc)), _safe_str(exc), text, exc_bytes)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Record):
     """What one task produced: ``value`` when ``ok``, else ``error``."""
 
+    FIELDS = ("index", "ok", "value", "error")
     index: int
     ok: bool
-    value: Any = None
-    error: ErrorInfo | None = None
+    value: Any
+    error: ErrorInfo | None
+
+    def __init__(
+        self, index: int, ok: bool, value: Any = None, error: ErrorInfo | None = None
+    ) -> None:
+        self._set(index=index, ok=ok, value=value, error=error)
 
 
-@dataclass(frozen=True)
-class ChunkResult:
+class ChunkResult(Record):
     """What a chunk produced, compactly: ``values`` in task order (None where a task
     failed) and the failures' ``errors`` keyed by task index.
 
     One plain list travels back per chunk, not one object per task, so trivial tasks
-    cost a few hundred nanoseconds each on the wire.
+    cost a few hundred nanoseconds each on the wire. ``seconds`` is the chunk's run time;
+    ``unloadable``: the worker could not unpickle the chunk, no task ran; ``outputs``:
+    task index -> its TaskOutput (:mod:`cheerful.taskio`); ``unseeded``: run without a
+    seed, its tasks drew random numbers.
     """
 
+    FIELDS = ("indices", "values", "errors", "seconds", "unloadable", "outputs", "unseeded")
     indices: Sequence[int]
     values: list[Any]
-    errors: dict[int, ErrorInfo] = field(default_factory=dict)
-    seconds: float = 0.0
-    unloadable: bool = False  # the worker could not unpickle the chunk: no task ran
-    outputs: dict[int, Any] | None = None  # task index -> its TaskOutput (cheerful.taskio)
-    unseeded: bool = False  # run without a seed, its tasks drew random numbers
+    errors: dict[int, ErrorInfo]
+    seconds: float
+    unloadable: bool
+    outputs: dict[int, Any] | None
+    unseeded: bool
+
+    def __init__(
+        self,
+        indices: Sequence[int],
+        values: list[Any],
+        errors: dict[int, ErrorInfo] | None = None,
+        seconds: float = 0.0,
+        unloadable: bool = False,
+        outputs: dict[int, Any] | None = None,
+        unseeded: bool = False,
+        **more: Any,
+    ) -> None:
+        self._set(
+            indices=indices,
+            values=values,
+            errors={} if errors is None else errors,
+            seconds=seconds,
+            unloadable=unloadable,
+            outputs=outputs,
+            unseeded=unseeded,
+            **more,  # a subclass's own fields
+        )
 
     def __len__(self) -> int:
         return len(self.values)
@@ -125,16 +182,22 @@ class ChunkResult:
             yield Outcome(index, error is None, value, error)
 
 
-@dataclass(frozen=True)
-class Failure:
-    """A failed task's slot in results gathered with ``errors="return"``."""
+class Failure(Record):
+    """A failed task's slot in results gathered with ``errors="return"``: its
+    ``exception``, the remote ``traceback`` text, its ``index``, and ``output``, what the
+    task printed, warned and logged before it failed (a :class:`cheerful.taskio.TaskOutput`;
+    ``output.text()`` is its printed text), or None."""
 
+    FIELDS = ("exception", "traceback", "index", "output")
     exception: BaseException
     traceback: str
     index: int
-    output: Any = None
-    """What the task printed, warned and logged before it failed (a
-    :class:`cheerful.taskio.TaskOutput`; ``output.text()`` is its printed text), or None."""
+    output: Any
+
+    def __init__(
+        self, exception: BaseException, traceback: str, index: int, output: Any = None
+    ) -> None:
+        self._set(exception=exception, traceback=traceback, index=index, output=output)
 
     def __repr__(self) -> str:
         return f"Failure(index={self.index}, exception={self.exception!r})"
@@ -206,15 +269,22 @@ def _numpy():
 # --- the current task -------------------------------------------------------------------
 
 
-@dataclass
 class TaskContext:
-    """What a running task can ask about itself: its index and seed (and so its rng)."""
+    """What a running task can ask about itself: its index and seed (and so its rng);
+    ``drew_unseeded``: a task asked for task_rng() with no seed to derive it from;
+    ``on_progress``: where task_progress reports."""
 
-    index: int
-    seed: int | None = None
-    _rng: Any = None
-    drew_unseeded: bool = False  # a task asked for task_rng() with no seed to derive it from
-    on_progress: Callable[[float], Any] | None = None  # where task_progress reports
+    def __init__(
+        self,
+        index: int,
+        seed: int | None = None,
+        on_progress: Callable[[float], Any] | None = None,
+    ) -> None:
+        self.index = index
+        self.seed = seed
+        self._rng: Any = None
+        self.drew_unseeded = False
+        self.on_progress = on_progress
 
     def rng(self) -> Any:
         """This task's own ``numpy.random.Generator`` (independent stream per task)."""

@@ -23,8 +23,9 @@ import io
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .record import Record
 
 if TYPE_CHECKING:
     import logging
@@ -37,17 +38,21 @@ OUTPUT_CAP = 1_000_000
 OUT, ERR, WARN, LOG = "out", "err", "warn", "log"
 
 
-@dataclass(frozen=True)
-class TaskOutput:
+class TaskOutput(Record):
     """One task's prints, warnings and log records, in the order they happened.
 
     ``events`` holds ``("out", text)``, ``("err", text)``, ``("warn", category, message,
     filename, lineno)`` and ``("log", record_fields)``; ``cut`` is how many characters past
-    :data:`OUTPUT_CAP` were dropped."""
+    :data:`OUTPUT_CAP` were dropped; ``shown``: the text went out live as it was written
+    (the sequential plan)."""
 
+    FIELDS = ("events", "cut", "shown")
     events: tuple[tuple, ...]
-    cut: int = 0
-    shown: bool = False  # the text went out live as it was written (the sequential plan)
+    cut: int
+    shown: bool
+
+    def __init__(self, events: tuple[tuple, ...], cut: int = 0, shown: bool = False) -> None:
+        self._set(events=events, cut=cut, shown=shown)
 
     def text(self) -> str:
         """The printed text, stdout and stderr as they came, with a note of any cut."""

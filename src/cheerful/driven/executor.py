@@ -50,9 +50,9 @@ from cheerful.runner import run_chunk
 from cheerful.serialize import check_function, check_items, rebuild_exception
 from cheerful.task import Chunk, Outcome
 
+from .futures import TaskFuture, say_unheard
 from .plans.base import Plan
 from .plans.stack import current_levels
-from .relay import TaskFuture, say_unheard
 from .scheduler import crash_result
 
 __all__ = ["Executor"]

@@ -5,22 +5,19 @@ chunk's result brings them back. ``cf.map`` replays them in input order: a task'
 comes out once every task before it has come back, whole, never two tasks mixed mid-line,
 and before the exception of a failing task is raised (as R's future relays a future's
 output when its value is collected). Once per map, a map whose unseeded tasks drew random
-numbers is warned about (:mod:`cheerful.rngwatch`). ``cf.Executor``'s futures
-(:class:`TaskFuture`) say what their call said when its result is first asked for, when
-the future is dropped unasked, or when the executor shuts down.
+numbers is warned about (:mod:`cheerful.rngwatch`). ``cf.Executor``'s futures say what
+their call said in their own way (:mod:`cheerful.driven.futures`).
 """
 
 from __future__ import annotations
 
-import weakref
-from concurrent import futures
 from typing import Any
 
 from cheerful.rngwatch import warn_unseeded
 from cheerful.task import ChunkResult
 from cheerful.taskio import replay
 
-__all__ = ["Relay", "TaskFuture", "say_unheard"]
+__all__ = ["Relay"]
 
 
 class Relay:
@@ -77,46 +74,3 @@ class Relay:
         self.replay_through(max(self._pending, default=-1))
         if self.unseeded:  # stacklevel: the caller's line (finish, the map, its caller)
             warn_unseeded(self.label, stacklevel=stacklevel)
-
-
-class TaskFuture(futures.Future):
-    """A :class:`concurrent.futures.Future` that says what its call printed, warned and
-    logged in its worker (:mod:`cheerful.taskio`) when its result is first asked for; a
-    future nobody asks says it when it is dropped, or when the executor shuts down."""
-
-    _said: list | None = None
-
-    def hold_output(self, output: Any, index: int) -> list:
-        """Keep what call ``index`` said, to be replayed once; returns its holder (what
-        :func:`say_unheard` takes), which holds nothing of the call's value."""
-        self._said = [(output, index)]
-        weakref.finalize(self, say_unheard, self._said)  # dropped unasked: say it then
-        return self._said
-
-    def result(self, timeout: float | None = None) -> Any:
-        """The call's value, as ``Future.result``; its output is replayed first."""
-        try:
-            return super().result(timeout)
-        finally:
-            self.relay()
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The call's exception, as ``Future.exception``; its output is replayed first."""
-        try:
-            return super().exception(timeout)
-        finally:
-            self.relay()
-
-    def relay(self) -> None:
-        """Say what the call said, if it finished and it was not said yet."""
-        if self._said and self.done():
-            say_unheard(self._said)
-
-
-def say_unheard(said: list) -> None:
-    """Replay what a held call said (a :meth:`TaskFuture.hold_output` holder), once."""
-    try:
-        output, index = said.pop()  # atomic: two threads asking at once say it once
-    except IndexError:
-        return
-    replay(output, index)

@@ -8,25 +8,37 @@ pool itself, which pins a crash on its task and replaces the worker, is
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from cheerful.errors import ConfigError
 from cheerful.gpus import gpu_devices
 from cheerful.pool import Pool
 from cheerful.processpool import ProcessPool
+from cheerful.record import Record
 
 from .base import Plan
 
 __all__ = ["ProcessesPlan", "processes"]
 
 
-@dataclass(frozen=True)
-class ProcessesPlan(Plan):
-    """Local worker processes. Made by :func:`processes`."""
+class ProcessesPlan(Plan, Record):
+    """Local worker processes. Made by :func:`processes`; ``devices``: one GPU per worker
+    (``gpus=``)."""
 
-    workers: int | None = None
-    start_method: str | None = None
-    devices: tuple[str, ...] | None = None  # one GPU per worker (``gpus=``)
+    FIELDS = ("workers", "start_method", "devices")
+    workers: int | None
+    start_method: str | None
+    devices: tuple[str, ...] | None
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        start_method: str | None = None,
+        devices: tuple[str, ...] | None = None,
+    ) -> None:
+        self._set(workers=workers, start_method=start_method, devices=devices)
+
+    def __hash__(self) -> int:  # a plan keys its kept pool
+        return hash((self.workers, self.start_method, self.devices))
 
     def count(self, cores: int) -> int:
         """Workers this plan starts on a level that owns ``cores`` cores."""

@@ -12,13 +12,12 @@ timeout and still find the output of a task whose process died.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import multiprocessing as mp
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -62,13 +61,23 @@ class PackedChunk:
     template: str | None = None  # the job's unpacked files: each task runs in a copy
 
 
-@dataclass(frozen=True)
 class LoggedResult(ChunkResult):
     """A chunk's result plus ``output``: the ``(start, stop)`` byte span of each task
-    that wrote anything, in the chunk's log file."""
+    that wrote anything, in the chunk's log file, and ``seconds_each``: how long each
+    task ran."""
 
-    output: dict[int, tuple[int, int]] = field(default_factory=dict)
-    seconds_each: dict[int, float] = field(default_factory=dict)  # how long each task ran
+    FIELDS = (*ChunkResult.FIELDS, "output", "seconds_each")
+    output: dict[int, tuple[int, int]]
+    seconds_each: dict[int, float]
+
+    def __init__(
+        self,
+        *args: Any,
+        output: dict[int, tuple[int, int]] | None = None,
+        seconds_each: dict[int, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, output=output or {}, seconds_each=seconds_each or {}, **kwargs)
 
 
 def log_path(log_dir: str, work_id: int) -> str:
@@ -215,7 +224,7 @@ def _slot_main(conn: Connection, marks, position: int, cores: int, inherited, ca
         placed = places.wrap(fn, packed.job, packed.template, tries) if fn is not None else fn
         places.seconds.clear()
         result = capture_to.run(placed, problem, packed, seed)
-        result = dataclasses.replace(result, seconds_each=dict(places.seconds))
+        result = result.replace(seconds_each=dict(places.seconds))
         conn.send_bytes(pack_result(result))
 
 

@@ -15,7 +15,6 @@ for it are stopped, and :class:`~cheerful.errors.JobInterrupted` says how to rea
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -208,7 +207,7 @@ class JobRun:
         """``result`` in the caller's task numbers, with what its tasks printed."""
         to = self.indices
         if to is None:
-            return dataclasses.replace(result, outputs=printed or None)
+            return result.replace(outputs=printed or None)
         errors = {to[i]: e for i, e in (result.errors or {}).items()}
         outputs = {to[i]: o for i, o in printed.items()} if printed else None
         indices = [to[i] for i in result.indices]
