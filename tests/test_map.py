@@ -200,8 +200,8 @@ def test_imap_reads_an_endless_generator_only_as_workers_need_it(two):
     for index, value in cf.imap(square, counted(read), plan=two, chunk_size=3):
         assert value == index * index
         got.append(index)
-        # at most one chunk per worker ahead of what was handed back (+ one partly handed)
-        assert read[0] <= len(got) + 3 * (2 + 1)
+        # a chunk per worker in flight, and per worker one whose results are being handed
+        assert read[0] <= len(got) + 3 * (2 + 2)
         if len(got) == 60:
             break
     assert len(set(got)) == 60 and max(got) < read[0]  # each once, each read from it

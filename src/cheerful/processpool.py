@@ -236,13 +236,8 @@ class ProcessPool(Pool):
             data = slot.conn.recv_bytes()
         except (EOFError, OSError):
             return self._crashed(slot, work)
-        slot.work = None
-        try:
-            return Done(work.work_id, loads(data))
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the worker is fine, these results lost
-            return Done(work.work_id, _results_lost(work.chunk.indices, exc))
+        slot.work = None  # unpacked when read: the worker may have its next chunk first
+        return Done(work.work_id, unpack=functools.partial(_unpack, data, work.chunk.indices))
 
     def _crashed(self, slot: _Slot, work: Work) -> Crashed:
         slot.process.join(timeout=5)
@@ -286,6 +281,16 @@ def _close_slots(slots: list[_Slot], kill: bool, zygotes: list[Zygote]) -> None:
     slots.clear()
     while zygotes:
         zygotes.pop().close()
+
+
+def _unpack(data: bytes, indices: Sequence[int]) -> ChunkResult:
+    """A chunk's result as its worker packed it (:func:`~cheerful.serialize.pack_result`)."""
+    try:
+        return loads(data)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the worker is fine, these results lost
+        return _results_lost(indices, exc)
 
 
 def _results_lost(indices: Sequence[int], exc: BaseException) -> ChunkResult:

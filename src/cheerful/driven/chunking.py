@@ -4,8 +4,9 @@ Early chunks are big (a share of what remains), later ones shrink so that worker
 together; once task times are measured, no chunk is made shorter than a couple of
 milliseconds of work (so trivial tasks do not drown in per-chunk overhead) and none
 carries more than a few megabytes of input. When the number of tasks is not known (items
-read from an iterator as they are needed), chunks start at one task and grow to some
-twenty milliseconds of work (a worker waits for its next chunk, so each must be long
+read from an iterator as they are needed), chunks start at one task and grow, at most
+eightfold from one to the next (so that every worker gets a share of a short input), to
+some twenty milliseconds of work (a worker waits for its next chunk, so each must be long
 enough to hide that wait), at most ``MAX_STREAM_CHUNK`` tasks.
 """
 
@@ -20,6 +21,7 @@ MIN_CHUNK_SECONDS = 0.002
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
 STREAM_CHUNK_SECONDS = 0.02
 MAX_STREAM_CHUNK = 262_144
+STREAM_GROWTH = 8
 SHARES_PER_WORKER = 2
 
 
@@ -43,6 +45,7 @@ class Chunker:
         self._tasks_timed = 0
         self._seconds = 0.0
         self._tail = 0  # once the rest is too little to cut finely: the size of each share
+        self._streamed = 0  # the size of the last chunk of an unknown number of tasks
 
     def has_more(self) -> bool:
         """True while some range is still to be handed out."""
@@ -80,8 +83,11 @@ class Chunker:
         if not self.fixed and self._tasks_timed:
             per_task = max(self._seconds / self._tasks_timed, 1e-9)
             size = min(MAX_STREAM_CHUNK, math.ceil(STREAM_CHUNK_SECONDS / per_task))
-        if self.item_bytes > 0 and not self.fixed:
-            size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
+        if not self.fixed:
+            size = min(size, max(1, STREAM_GROWTH * self._streamed))
+            if self.item_bytes > 0:
+                size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
+        self._streamed = size
         return size
 
     def _size(self, remaining: int) -> int:

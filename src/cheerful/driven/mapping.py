@@ -109,7 +109,7 @@ def imap(
     ``Executor.map`` do), each as soon as it and every one before it are back.
 
     Stopping the iteration early stops the tasks still running. An iterator (a generator,
-    a file) is read lazily: items are taken only as workers become free (about one chunk
+    a file) is read lazily: items are taken only as workers become free (a chunk or two
     per worker ahead), so an endless one works and memory stays bounded; each input is
     checked as it is read. With ``errors="raise"`` a failure raises when it is reached:
     at once unordered, after every result before it ordered.

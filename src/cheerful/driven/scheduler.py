@@ -99,8 +99,9 @@ def run_chunks(
 
     Validation happens before anything runs: an unpicklable function or input raises
     :class:`~cheerful.errors.SerializationError` at once. An iterator is read only as
-    chunks need its items (at most one chunk per worker ahead), each chunk checked as it
-    is read; its items are dropped once their chunk is done.
+    chunks need its items (a chunk per worker in flight, and those whose results are being
+    handed back), each chunk checked as it is read; its items are dropped once their chunk
+    is done.
     """
     if isinstance(items, Sequence) and not items:
         return _no_chunks()
@@ -203,7 +204,10 @@ def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float, t
         try:
             while chunker.has_more() or inflight:
                 _dispatch(pool, spec, chunker, inflight)
-                for event in pool.wait(timeout):
+                events = pool.wait(timeout)
+                if not any(isinstance(event, Crashed) for event in events):
+                    _dispatch(pool, spec, chunker, inflight)  # work first, then unpack results
+                for event in events:
                     span = inflight.pop(event.work_id)
                     yield from _settle(event, span, chunker, starts, spec.source)
                 if tick is not None:
