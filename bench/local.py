@@ -263,6 +263,7 @@ def one(name: str, scenario: str, arg: str) -> None:
     library = importlib.import_module(RUNNERS[name].module)
     if name == "cheerful":  # its names load when first used: use them before the clock
         library.map, library.processes  # noqa: B018 - as multiprocessing.pool is imported
+        import cloudpickle  # noqa: F401 - this script's functions travel by value with it
     if scenario == "D":
         import numpy  # noqa: F401 - imported before the clock, like the libraries
     print(json.dumps(CHILDREN[scenario](name, arg)), flush=True)

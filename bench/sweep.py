@@ -17,7 +17,9 @@ Parts (``--only``), all on 2 workers:
   sleep  1,000 x ``time.sleep(0.01)``: Pool(2).map vs cf.map (ideal: 5 s)
   cold   a whole ``python -c "import cheerful as cf; print(cf.map(abs, [1]))"`` vs
          ``python -c "import multiprocessing as mp; print(mp.Pool(2).map(abs, [1]))"``,
-         spawn to exit; and ``python -X importtime``: ``import cheerful`` vs ``import
+         spawn to exit; the same with a function defined in the ``-c`` script (cheerful
+         sends it by value, which loads cloudpickle); and ``python -X importtime``:
+         ``import cheerful`` vs ``import
          multiprocessing``, and what a map loads (``cf.map``, ``cf.processes`` resolved)
          vs ``import multiprocessing.pool``
 
@@ -220,9 +222,19 @@ def run_sweep(parts: set[str], sizes: tuple[int, ...], repeat: int, notes: list[
     return runs
 
 
+# what each cold row runs, Pool side and cheerful side: a builtin (pickled by name on both
+# sides), and a function of the script itself (Pool pickles it by name, which its forked
+# workers resolve; cheerful sends it by value, so that a kept worker never runs an older
+# definition, and that loads cloudpickle)
 COLD = {
-    "pool": "import multiprocessing as mp; print(mp.Pool(2).map(abs, [1]))",
-    "cheerful": "import cheerful as cf; print(cf.map(abs, [1]))",
+    "python -c, spawn to exit (s)": (
+        "import multiprocessing as mp; print(mp.Pool(2).map(abs, [1]))",
+        "import cheerful as cf; print(cf.map(abs, [1]))",
+    ),
+    "python -c, a function of the script, spawn to exit (s)": (
+        "import multiprocessing as mp\ndef f(x): return abs(x)\nprint(mp.Pool(2).map(f, [1]))",
+        "import cheerful as cf\ndef f(x): return abs(x)\nprint(cf.map(f, [1]))",
+    ),
 }
 IMPORTS = {  # what -X importtime times, Pool side and cheerful side
     "import": ("import multiprocessing", "import cheerful"),
@@ -277,13 +289,12 @@ def run_cold(repeat: int, notes: list[str]) -> dict[str, dict[str, list[float]]]
     """Cold ``python -c`` walls and import times, ``repeat`` of each, interleaved."""
     runs: dict[str, dict[str, list[float]]] = {}
     for round_ in range(1, repeat + 1):
-        for side, code in COLD.items():
-            try:
-                runs.setdefault("python -c, spawn to exit (s)", {}).setdefault(side, []).append(
-                    cold_wall(code)
-                )
-            except (Failed, subprocess.TimeoutExpired) as exc:
-                notes.append(f"cold {side} run {round_} failed: {exc}")
+        for what, codes in COLD.items():
+            for side, code in zip(("pool", "cheerful"), codes, strict=True):
+                try:
+                    runs.setdefault(what, {}).setdefault(side, []).append(cold_wall(code))
+                except (Failed, subprocess.TimeoutExpired) as exc:
+                    notes.append(f"cold {side} ({what}) run {round_} failed: {exc}")
         for what, codes in IMPORTS.items():
             for side, code in zip(("pool", "cheerful"), codes, strict=True):
                 key = f"importtime, {what} (ms)"

@@ -73,6 +73,11 @@ class Chunker:
         if stop > start:
             self._again.append((start, stop))
 
+    @property
+    def timed(self) -> bool:
+        """True once some task times are known (the next sizes follow them)."""
+        return self._tasks_timed > 0
+
     def observe(self, tasks: int, seconds: float) -> None:
         """Record that ``tasks`` tasks took ``seconds`` of worker time."""
         self._tasks_timed += tasks

@@ -205,7 +205,7 @@ def _drive(plan: Plan, spec: _Spec, chunk_size: int | None, item_bytes: float, t
             while chunker.has_more() or inflight:
                 _dispatch(pool, spec, chunker, inflight)
                 events = pool.wait(timeout)
-                if not any(isinstance(event, Crashed) for event in events):
+                if chunker.timed and not any(isinstance(e, Crashed) for e in events):
                     _dispatch(pool, spec, chunker, inflight)  # work first, then unpack results
                 for event in events:
                     span = inflight.pop(event.work_id)
