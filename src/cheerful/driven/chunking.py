@@ -5,9 +5,10 @@ together; once task times are measured, no chunk is made shorter than a couple o
 milliseconds of work (so trivial tasks do not drown in per-chunk overhead) and none
 carries more than a few megabytes of input. When the number of tasks is not known (items
 read from an iterator as they are needed), chunks start at one task and grow, at most
-eightfold from one to the next (so that every worker gets a share of a short input), to
-some twenty milliseconds of work (a worker waits for its next chunk, so each must be long
-enough to hide that wait), at most ``MAX_STREAM_CHUNK`` tasks.
+eightfold from one to the next past a couple of milliseconds of work (so that every
+worker gets a share of a short input), to some twenty milliseconds of work (a worker
+waits for its next chunk, so each must be long enough to hide that wait), at most
+``MAX_STREAM_CHUNK`` tasks.
 """
 
 from __future__ import annotations
@@ -88,10 +89,12 @@ class Chunker:
         if not self.fixed and self._tasks_timed:
             per_task = max(self._seconds / self._tasks_timed, 1e-9)
             size = min(MAX_STREAM_CHUNK, math.ceil(STREAM_CHUNK_SECONDS / per_task))
-        if not self.fixed:
-            size = min(size, max(1, STREAM_GROWTH * self._streamed))
-            if self.item_bytes > 0:
-                size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
+            # growth is limited, but a chunk of a couple of milliseconds never is: it
+            # could leave a worker idle for no longer than that
+            floor = math.ceil(MIN_CHUNK_SECONDS / per_task)
+            size = min(size, max(floor, STREAM_GROWTH * self._streamed))
+        if not self.fixed and self.item_bytes > 0:
+            size = min(size, max(1, int(MAX_CHUNK_BYTES // self.item_bytes)))
         self._streamed = size
         return size
 
