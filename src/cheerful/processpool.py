@@ -54,6 +54,7 @@ __all__ = [
     "share_of",
     "shared_array",
     "unloadable_result",
+    "work_header",
 ]
 
 IDLE = -1
@@ -190,16 +191,7 @@ class ProcessPool(Pool):
             raise SerializationError(f"a chunk of tasks cannot be serialized: {exc!r}") from exc
         fresh = slot.fn_key != work.fn_key
         sizes = [b.raw().nbytes for b in buffers]
-        header = (
-            work.work_id,
-            work.fn_key,
-            work.fn_bytes if fresh else b"",
-            work.seed,
-            work.levels,
-            work.chunk.indices,
-            work.one_go,
-            sizes,
-        )
+        header = work_header(work, work.fn_bytes if fresh else b"", sizes)
         self._marks[slot.position] = IDLE
         slot.work, slot.fn_key = work, work.fn_key
         try:
@@ -363,6 +355,13 @@ def _worker_main(
 
 # header fields: work_id, fn_key, fn_bytes, seed, levels, indices, one_go, buffer sizes
 FN_KEY, FN_BYTES, SEED, _LEVELS, _INDICES, _ONE_GO, _SIZES = 1, 2, 3, 4, 5, 6, 7
+
+
+def work_header(work: Work, fn_bytes: bytes, sizes: list[int]) -> tuple:
+    """What a worker reads first of a chunk (:func:`receive_work`): ``work`` with the
+    function's bytes (empty when the worker has it already) and its buffers' sizes."""
+    indices, one_go = work.chunk.indices, work.one_go
+    return (work.work_id, work.fn_key, fn_bytes, work.seed, work.levels, indices, one_go, sizes)
 
 
 def receive_work(conn: Connection) -> tuple[tuple, bytes, list[bytearray]] | None:

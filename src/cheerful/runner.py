@@ -100,10 +100,16 @@ def _task_by_task(fn, chunk: Chunk, done: int, seed, ctx, values, errors, mark, 
         try:
             values.append(fn(*item) if star else fn(item))
         except BaseException as exc:  # noqa: BLE001 - a task's failure is its outcome
-            if isinstance(exc, KeyboardInterrupt) and _ctrl_c_reaches_here():
-                raise  # Ctrl-C in the caller's process stops the run, not one task
+            errors[index] = _failure(exc)
             values.append(None)
-            errors[index] = ErrorInfo.from_exception(exc, dumps)
+
+
+def _failure(exc: BaseException) -> ErrorInfo:
+    """A task's exception as its outcome; Ctrl-C in the caller's process is re-raised
+    instead (it stops the run, not one task)."""
+    if isinstance(exc, KeyboardInterrupt) and _ctrl_c_reaches_here():
+        raise exc
+    return ErrorInfo.from_exception(exc, dumps)
 
 
 class _OneGo:
@@ -119,7 +125,6 @@ class _OneGo:
         self.values, self.mark, self.catcher = values, mark, catcher
         self.iterator = iter(chunk.items)
         self.on = False
-        self.index = -1
         report = None
         if on_progress is not None:
 
@@ -144,9 +149,7 @@ class _OneGo:
                     values.extend(apply(fn, self.iterator))
                     break
                 except BaseException as exc:  # noqa: BLE001 - a task's failure is its outcome
-                    if isinstance(exc, KeyboardInterrupt) and _ctrl_c_reaches_here():
-                        raise
-                    errors[self.indices[len(values)]] = ErrorInfo.from_exception(exc, dumps)
+                    errors[self.indices[len(values)]] = _failure(exc)
                     values.append(None)
         finally:
             self.on = False
@@ -160,15 +163,14 @@ class _OneGo:
             self.on = False
             self.iterator.__setstate__(len(self.items))  # map() stops after this task
             position = min(len(self.values), len(self.items) - 1)  # a task's thread, late
-            self.index = index = self.indices[position]
+            index = self.indices[position]
             if self.mark is not None:
                 self.mark(index)
-            self.context.__dict__["index"] = index
-            self.context._rng = None
+            self.context.index, self.context._rng = index, None
             if self.catcher is not None:
                 self.catcher.locate = None
                 self.catcher.task = index
-        return self.index
+        return self.context.index
 
 
 class _LocatingContext(TaskContext):

@@ -153,8 +153,7 @@ def _yield_pairs(chunks, report: Reporter, errors) -> Iterator[tuple[int, Any]]:
 def _yield_in_order(chunks, report: Reporter, errors) -> Iterator[Any]:
     """Results in input order: what comes back early waits for every result before it."""
     relay = Relay("cf.imap")
-    early: dict[int, ChunkResult] = {}  # first index -> a chunk of consecutive tasks
-    single: dict[int, Outcome] = {}  # index -> one task's outcome (others come as such)
+    early: dict[int, ChunkResult | Outcome] = {}  # first index -> a run of tasks, or one
     upto = 0  # every result below was yielded
     with closing(chunks), report:
         for result in chunks:
@@ -163,20 +162,20 @@ def _yield_in_order(chunks, report: Reporter, errors) -> Iterator[Any]:
             indices = result.indices
             if isinstance(indices, range) and indices.step == 1:
                 early[indices.start] = result
-            else:
-                single.update((outcome.index, outcome) for outcome in result.outcomes())
-            while upto in early or upto in single:
-                if upto in single:
-                    relay.replay_one(upto)
-                    yield _value(single.pop(upto), errors, relay)
+            else:  # not a run of consecutive tasks: each task waits on its own
+                early.update((outcome.index, outcome) for outcome in result.outcomes())
+            while upto in early:
+                part = early.pop(upto)
+                if isinstance(part, Outcome):
                     upto += 1
-                    continue
-                result = early.pop(upto)
-                upto += len(result)
-                if not result.errors and not result.outputs:  # the common case
-                    yield from result.values
-                    continue
-                for outcome in result.outcomes():
+                    outcomes: Iterable[Outcome] = (part,)
+                else:
+                    upto += len(part)
+                    if not part.errors and not part.outputs:  # the common case, at full speed
+                        yield from part.values
+                        continue
+                    outcomes = part.outcomes()
+                for outcome in outcomes:
                     relay.replay_one(outcome.index)
                     yield _value(outcome, errors, relay)
     relay.finish(stacklevel=4)

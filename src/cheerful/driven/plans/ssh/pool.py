@@ -21,6 +21,7 @@ from cheerful.byvalue import by_value, local_modules
 from cheerful.errors import HostUnreachable, SerializationError
 from cheerful.globals_guard import guard
 from cheerful.pool import Crashed, Done, Pool, Work
+from cheerful.processpool import work_header
 from cheerful.serialize import dumps, dumps_oob, size_of
 from cheerful.taskio import live_default
 
@@ -79,11 +80,7 @@ class SshPool(Pool):
         except Exception as exc:
             raise SerializationError(f"a chunk of tasks cannot be serialized: {exc}") from exc
         raws = [b.raw() for b in buffers]
-        indices = work.chunk.indices
-        sizes = [r.nbytes for r in raws]
-        header = (
-            work.work_id, work.fn_key, fn_bytes, work.seed, work.levels, indices, work.one_go, sizes
-        )
+        header = work_header(work, fn_bytes, [r.nbytes for r in raws])
         try:
             link.send_work(work, dumps(header), payload, raws)
         except OSError:  # the connection is gone: its chunks (this one too) run elsewhere
