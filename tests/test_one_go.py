@@ -3,6 +3,7 @@ outcome, print, warning, progress report and crash lands on its own task."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import warnings
@@ -37,9 +38,21 @@ def catching():
         catcher.uninstall()
 
 
+@contextmanager
+def no_garbage_collection():
+    """The garbage of earlier tests, collected mid-run, may warn (an unclosed file's
+    ResourceWarning): the run would rightly pin that on a task and go task by task."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def run(fn, items=range(N), *, star=False, seed=None):
     marks: list[int] = []
-    with catching() as catcher:
+    with no_garbage_collection(), catching() as catcher:
         chunk = Chunk(0, items, star)
         result = run_chunk(fn, chunk, seed, mark=marks.append, catcher=catcher, one_go=True)
     return result, marks
