@@ -108,7 +108,7 @@ def test_import_is_light():
     mapped = (
         "import sys, cheerful as cf; cf.map(abs, [-1]); "
         "print(sorted({'rich', 'click', 'boto3', 'sqlite3', 'cheerful.durable', "
-        "'concurrent.futures', 'dataclasses', 'cloudpickle'} & set(sys.modules)))"
+        "'concurrent.futures', 'dataclasses', 'cloudpickle', 'traceback'} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", mapped], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from typing import Any
 
 from .errors import ConfigError
@@ -35,6 +34,8 @@ def detect_gpus() -> list[str]:
     given = os.environ.get(VISIBLE)
     if given is not None and given.strip() not in ("", "all"):
         return [d.strip() for d in given.split(",") if d.strip() and d.strip() != "-1"]
+    import subprocess  # only here: a map without GPUs never runs a program
+
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return []

@@ -27,16 +27,17 @@ import pickle
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
-import traceback
 import warnings
 import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = [
     "Child",
@@ -253,6 +254,8 @@ def _fork(pool: Any) -> Zygote | None:
 
 def _spawn(pool: Any) -> Zygote | None:
     """Start the zygote as a fresh interpreter and give it the pool by pickle."""
+    import subprocess  # only here: a cold map forks its workers without it
+
     from .serialize import dumps
 
     state = pool._zygote_state()
@@ -354,6 +357,8 @@ def _answer(control: socket.socket, make: Callable, children: dict, private: tup
     try:  # here, so that the worker's parent is this process when it asks (os.getpid())
         job: tuple | str = make(conn, arg, [])
     except BaseException:  # noqa: BLE001 - the worker reports it and exits
+        import traceback
+
         job = traceback.format_exc()
     zygote = os.getpid()
     pid = os.fork()
@@ -413,6 +418,8 @@ def _run(job: tuple | str, position: int) -> int:
         sys.stderr.write(f"{exc.code}\n")
         return 1
     except BaseException:  # noqa: BLE001 - reported like multiprocessing does
+        import traceback
+
         sys.stderr.write(f"Process cheerful-worker-{position}:\n")
         traceback.print_exc()
         return 1
