@@ -276,7 +276,8 @@ def make_rebuild_fails(_=None):
 
 
 def pid_then_nap(path: str) -> int:
-    Path(path).write_text(str(os.getpid()))
+    Path(path + ".part").write_text(str(os.getpid()))
+    os.replace(path + ".part", path)  # whole when seen: the test reads it once it exists
     time.sleep(60)
     return os.getpid()
 
