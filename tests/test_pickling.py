@@ -84,3 +84,129 @@ def test_what_nothing_can_pickle_is_still_named():
     with pytest.raises(Exception, match="task 2"):
         check_items([1, 2, threading.Lock()])
     assert check_function(module_level)  # and a good one passes
+
+
+SCRIPT = '''
+import concurrent.futures
+import sys
+from cheerful.serialize import dumps
+
+SCALE = 3
+payload = bytes(10_000_000)  # named by attribute only below: must not travel
+
+
+def helper(x):
+    return x * SCALE
+
+
+def script_fn(x, k=2, *, z=1):
+    """doc"""
+    return helper(x) + k + z
+
+
+script_fn.tag = "kept"
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def outer():
+    offset = 10
+
+    def inner(x):
+        return [x + offset + SCALE for _ in range(1)][0]
+
+    return inner
+
+
+def pool_name(box):
+    return concurrent.futures.ThreadPoolExecutor.__name__ + str(len(box.payload))
+
+
+def bump():
+    global SCALE
+    SCALE += 1
+    return SCALE
+
+
+class Box:
+    payload = b"ab"
+
+
+def boxed():
+    return Box()
+
+
+def unbound():
+    def later():
+        return late
+    data = dumps(later)
+    late = 1
+    return data
+
+
+with open(sys.argv[1], "wb") as out:
+    for obj in ([script_fn, fib, outer(), pool_name, bump, helper], boxed, unbound()):
+        data = obj if isinstance(obj, bytes) else dumps(obj)
+        out.write(len(data).to_bytes(8, "big") + data)
+print("cloudpickle" in sys.modules)
+'''
+
+LOAD = '''
+import pickle, sys
+with open(sys.argv[1], "rb") as f:
+    blobs = []
+    while size := f.read(8):
+        blobs.append(f.read(int.from_bytes(size, "big")))
+fns = pickle.loads(blobs[0])
+script_fn, fib, inner, pool_name, bump, helper = fns
+class Holder:
+    payload = b"xyz"
+print(script_fn(1), script_fn.tag, script_fn.__doc__, script_fn.__kwdefaults__)
+print(fib(10), inner(1), pool_name(Holder), script_fn.__code__.co_filename == sys.argv[2])
+print(bump(), helper(1), bump.__globals__ is helper.__globals__, "payload" in helper.__globals__)
+print("cloudpickle" in sys.modules, [len(b) < 100_000 for b in blobs])
+print(pickle.loads(blobs[1])().__class__.__name__, "cloudpickle" in sys.modules)
+'''
+
+
+def test_a_script_function_travels_by_value_without_cloudpickle(tmp_path):
+    """A script's functions go by value through the C pickler, as cloudpickle would send
+    them, and come back in a fresh interpreter that never saw the script; a class of the
+    script still needs cloudpickle, and gets it."""
+    import subprocess
+    import sys
+
+    script, blobs = tmp_path / "script.py", tmp_path / "blobs"
+    script.write_text(SCRIPT)
+    made = subprocess.run(
+        [sys.executable, str(script), str(blobs)], capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "True"  # the class (blob 1) and the empty cell (blob 2)
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD, str(blobs), str(script)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path.parent,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines() == [
+        "6 kept doc {'z': 1}",
+        "55 14 ThreadPoolExecutor3 True",  # concurrent.futures came as a submodule
+        "4 4 True False",  # one globals dict per pickle, as cloudpickle gives
+        "False [True, True, True]",
+        "Box True",
+    ]
+    data = blobs.read_bytes()
+    first = data[8 : 8 + int.from_bytes(data[:8], "big")]
+    assert not any(name.startswith("cloudpickle") for name in _globals_named(first))
+
+
+def test_an_empty_closure_cell_goes_to_cloudpickle():
+    def later():
+        return late  # noqa: F821 - bound below, after pickling
+
+    data = dumps(later)
+    late = 5
+    assert any(name.startswith("cloudpickle") for name in _globals_named(data))
+    assert late == 5

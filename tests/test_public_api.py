@@ -115,16 +115,23 @@ def test_import_is_light():
     assert done.stdout.strip() == "[]"
 
 
-def test_cloudpickle_loads_when_a_function_must_travel_by_value():
-    """A module's function pickles as plain pickle would (cloudpickle stays unloaded); a
-    lambda needs cloudpickle, and gets it."""
+def test_cloudpickle_loads_only_for_what_plain_pickle_cannot_send():
+    """A module's function pickles by name, and a script's function or a lambda by value
+    through the C pickler (cloudpickle stays unloaded); a class defined in the script
+    needs cloudpickle, and gets it."""
     code = (
-        "import sys, cheerful as cf; print(cf.map(abs, [-1]), 'cloudpickle' in sys.modules); "
-        "print(cf.map(lambda x: x + 1, [1]), 'cloudpickle' in sys.modules)"
+        "import sys, cheerful as cf\n"
+        "def f(x): return x + 1\n"
+        "class Box:\n"
+        "    def __init__(self, v): self.v = v\n"
+        "def boxed(x): return Box(x).v\n"
+        "print(cf.map(abs, [-1]), cf.map(f, [1]), cf.map(lambda x: x + 2, [1]), "
+        "'cloudpickle' in sys.modules)\n"
+        "print(cf.map(boxed, [3]), 'cloudpickle' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["[1] False", "[2] True"]
+    assert done.stdout.split("\n")[:2] == ["[1] [2] [3] False", "[3] True"]
 
 
 def test_command_line_help():

@@ -51,17 +51,39 @@ class _ByValue(Exception):
 
 
 class _PlainPickler(pickle.Pickler):
-    """The C pickler, for what pickles the same with cloudpickle: data, and functions and
-    classes importable by module and name. It refuses (:class:`_ByValue`) a function or
-    class cloudpickle would send by value (from ``__main__``, a lambda, one defined in a
-    function); what it cannot pickle at all raises as usual. cloudpickle (with ``logging``,
-    ``dataclasses``, ``inspect`` and ``platform`` behind it) then loads only when needed,
-    which keeps it off the way to a first ``cf.map`` of a module's function."""
+    """The C pickler, for what pickles the same with cloudpickle: data, functions and
+    classes importable by module and name, modules by name, and plain functions that must
+    travel by value (from ``__main__``, a lambda, one defined in a function), reduced as
+    cloudpickle reduces them (:mod:`cheerful.plainvalue`). It refuses (:class:`_ByValue`)
+    a class cloudpickle would send by value, or a function beyond that fast path; what it
+    cannot pickle at all raises as usual. cloudpickle (with ``logging``, ``dataclasses``,
+    ``inspect`` and ``platform`` behind it) then loads only when needed, which keeps it
+    off the way to a first ``cf.map``."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if (type(obj) is types.FunctionType or isinstance(obj, type)) and not _importable(obj):
+        kind = type(obj)
+        if kind is types.FunctionType:
+            return NotImplemented if _importable(obj) else self._by_value(obj)
+        if kind is types.ModuleType:
+            from .plainvalue import NotPlain, reduce_module
+
+            try:
+                return reduce_module(obj)
+            except NotPlain:
+                raise _ByValue from None
+        if isinstance(obj, type) and not _importable(obj):
             raise _ByValue
         return NotImplemented
+
+    def _by_value(self, fn: types.FunctionType) -> Any:
+        from .plainvalue import NotPlain, reduce_function
+
+        if not hasattr(self, "shared_globals"):
+            self.shared_globals: dict[int, dict] = {}
+        try:
+            return reduce_function(fn, self.shared_globals)
+        except NotPlain:
+            raise _ByValue from None
 
 
 def _importable(obj: Any) -> bool:
