@@ -1,9 +1,12 @@
 """cloudpickle in and out: functions, arguments, outcomes and exceptions.
 
-Everything that crosses a process boundary goes through here. Large binary buffers
-(numpy arrays and the like) travel out of band with pickle protocol 5, so pickling them
-does not copy them; :func:`check_items` uses that to validate every argument before any
-task runs without holding a second copy of the inputs.
+Everything that crosses a process boundary goes through here. It pickles what cloudpickle
+would send, with the C pickler where that gives the same (data, what is importable by
+name, and a script's plain functions by value: :mod:`cheerful.plainvalue`), and with
+cloudpickle only for the rest. Large binary buffers (numpy arrays and the like) travel out
+of band with pickle protocol 5, so pickling them does not copy them; :func:`check_items`
+uses that to validate every argument before any task runs without holding a second copy
+of the inputs.
 
 cloudpickle sends the code of a function it pickles by value (one defined in ``__main__``,
 a script, a notebook) with its file name replaced by ``"<dynamic-code>"``. cheerful keeps
