@@ -210,3 +210,14 @@ def test_an_empty_closure_cell_goes_to_cloudpickle():
     late = 5
     assert any(name.startswith("cloudpickle") for name in _globals_named(data))
     assert late == 5
+
+
+def test_code_sent_by_value_refuses_another_python(monkeypatch):
+    """marshal would load another version's bytecode without a word (and may crash on
+    it): the function names both versions instead."""
+    import cheerful.plainvalue
+
+    data = dumps(lambda x: x + 1)
+    monkeypatch.setattr(cheerful.plainvalue, "_BYTECODE", "cpython-399")
+    with pytest.raises(pickle.UnpicklingError, match="from cpython-3.* cannot run on cpython-399"):
+        loads(data)

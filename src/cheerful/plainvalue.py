@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import dis
 import marshal
+import pickle
 import sys
 import types
 from typing import Any
@@ -37,6 +38,7 @@ _ATTRIBUTES = ("__name__", "__qualname__", "__annotations__", "__kwdefaults__",
                "__defaults__", "__module__", "__doc__")  # fmt: skip
 _MODULE_KEYS = ("__package__", "__name__", "__path__", "__file__")  # relative imports
 _code_globals: dict[types.CodeType, dict[str, None]] = {}
+_BYTECODE = sys.implementation.cache_tag or "no-cache-tag"  # e.g. "cpython-311"
 
 
 class NotPlain(Exception):
@@ -72,7 +74,8 @@ def reduce_function(fn: types.FunctionType, shared_globals: dict[int, dict]) -> 
     slots["__globals__"] = named
     state = (dict(fn.__dict__), slots)
     nfree = None if closure is None else len(closure)
-    return _make_function, (code_bytes, base, nfree), state, None, None, _set_function_state
+    args = (code_bytes, base, nfree, _BYTECODE)
+    return _make_function, args, state, None, None, _set_function_state
 
 
 def reduce_module(module: types.ModuleType) -> tuple:
@@ -116,8 +119,15 @@ def _import_module(name: str) -> types.ModuleType:
     return sys.modules[name]
 
 
-def _make_function(code_bytes: bytes, base: dict, nfree: int | None) -> types.FunctionType:
+def _make_function(
+    code_bytes: bytes, base: dict, nfree: int | None, bytecode: str
+) -> types.FunctionType:
     """The function, before its state: its globals dict and empty closure cells."""
+    if bytecode != _BYTECODE:  # marshal would not notice: the code could crash this process
+        raise pickle.UnpicklingError(
+            f"a function sent by value from {bytecode} cannot run on {_BYTECODE}: use the "
+            "same Python version (major.minor) on both sides"
+        )
     base["__builtins__"] = builtins.__dict__
     cells = None if nfree is None else tuple(types.CellType() for _ in range(nfree))
     return types.FunctionType(marshal.loads(code_bytes), base, None, None, cells)
