@@ -27,6 +27,7 @@ import marshal
 import pickle
 import sys
 import types
+import weakref
 from typing import Any
 
 __all__ = ["NotPlain", "reduce_function", "reduce_module"]
@@ -37,7 +38,9 @@ _GLOBAL_OPS = frozenset(
 _ATTRIBUTES = ("__name__", "__qualname__", "__annotations__", "__kwdefaults__",
                "__defaults__", "__module__", "__doc__")  # fmt: skip
 _MODULE_KEYS = ("__package__", "__name__", "__path__", "__file__")  # relative imports
-_code_globals: dict[types.CodeType, dict[str, None]] = {}
+_code_globals: weakref.WeakKeyDictionary[types.CodeType, dict[str, None]] = (
+    weakref.WeakKeyDictionary()  # a redefined function's old code is let go
+)
 _BYTECODE = sys.implementation.cache_tag or "no-cache-tag"  # e.g. "cpython-311"
 
 
