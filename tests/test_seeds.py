@@ -104,3 +104,17 @@ def test_unseeded_task_rng_differs_between_tasks(two):
 
 def test_task_rng_outside_a_task_is_a_generator():
     assert isinstance(cf.task_rng(), np.random.Generator)
+
+
+@pytest.mark.parametrize("draws", [0, 1, 623, 624, 625, 5000])
+def test_numpys_generator_is_read_in_place_as_get_state_gives_it(draws):
+    """The watch reads numpy's global generator from its memory (a microsecond, not
+    get_state's fifty): the same position and key, and any draw moves it."""
+    np = pytest.importorskip("numpy")
+    from cheerful.rngwatch import RandomWatch, _numpy_position
+
+    watch = RandomWatch()
+    np.random.random(draws)
+    state = np.random.get_state(legacy=False)["state"]
+    assert _numpy_position() == (state["pos"], bytes(memoryview(state["key"]))[:64])
+    assert watch.moved() is (draws > 0)

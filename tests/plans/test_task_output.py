@@ -141,6 +141,25 @@ def test_unseeded_draws_are_warned_about_once_per_map(plan_factory, plan_kind):
     assert len([w for w in seen if w.category is cf.UnseededRandomWarning]) == 1
 
 
+def draws_from_numpy(x):
+    import numpy as np
+
+    if x == 4:
+        np.random.seed(4)  # reseeding moves the generator too
+    return float(np.random.random()) if x == 2 else x
+
+
+@pytest.mark.parametrize("task", [2, 4])
+def test_a_task_that_draws_from_numpys_global_generator_is_warned_about(
+    plan_factory, plan_kind, task
+):
+    pytest.importorskip("numpy")
+    if plan_kind == "durable":
+        pytest.skip("a durable job's stored results do not record random draws (yet)")
+    with pytest.warns(cf.UnseededRandomWarning, match="without seed="):
+        cf.map(draws_from_numpy, [0, 1, task, 5], plan=plan_factory(), chunk_size=1)
+
+
 def test_seeded_or_random_free_maps_say_nothing(plan_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("error", cf.UnseededRandomWarning)
