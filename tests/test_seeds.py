@@ -118,3 +118,23 @@ def test_numpys_generator_is_read_in_place_as_get_state_gives_it(draws):
     state = np.random.get_state(legacy=False)["state"]
     assert _numpy_position() == (state["pos"], bytes(memoryview(state["key"]))[:64])
     assert watch.moved() is (draws > 0)
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda r: r.random(),
+        lambda r: [r.getrandbits(32) for _ in range(624)],  # the index comes round again
+        lambda r: [r.getrandbits(32) for _ in range(625)],
+        lambda r: r.gauss(),  # the spare: only it changes
+        lambda r: r.seed(1),
+    ],
+)
+def test_any_use_of_pythons_global_generator_moves_the_watch(draw):
+    from cheerful.rngwatch import RandomWatch
+
+    random.gauss()  # a spare gaussian waits: the second draw above changes only that
+    watch = RandomWatch()
+    assert not watch.moved()
+    draw(random)
+    assert watch.moved()

@@ -26,12 +26,12 @@ class RandomWatch:
     """The global generators' states when a chunk starts; :meth:`moved` compares."""
 
     def __init__(self) -> None:
-        self.python = random.getstate()
+        self.python = _python_position()
         self.numpy = _numpy_position()
 
     def moved(self) -> bool:
         """True if a global generator was drawn from since (or reseeded)."""
-        if random.getstate() != self.python:
+        if _python_position() != self.python:
             return True
         now = _numpy_position()
         if self.numpy is None and now is not None:  # numpy was imported by a task: has
@@ -43,6 +43,14 @@ def _fresh_position() -> int:
     """The position of numpy's Mersenne Twister right after seeding."""
     numpy = sys.modules["numpy"]
     return numpy.random.RandomState().get_state(legacy=False)["state"]["pos"]
+
+
+def _python_position() -> tuple:
+    """Where Python's global Mersenne Twister stands: its index, the start of its key and
+    the spare gaussian. A draw moves the index, and 624 words of draws renew the key:
+    comparing these is comparing the whole state, without 625 comparisons a chunk."""
+    _, words, gauss = random.getstate()  # words: the key's 624, then the index
+    return words[-1], words[:16], gauss
 
 
 def _numpy_position() -> Any:
