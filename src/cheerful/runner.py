@@ -61,19 +61,19 @@ def run_chunk(
     run: _OneGo | None = None
     if one_go and seed is None and len(chunk) > 1 and type(chunk.items) in _IN_ONE_GO:
         run = _OneGo(chunk, values, mark, catcher, on_progress)
-    started = time.perf_counter()
     if catcher is not None:
         catcher.begin()
     try:
         context = run.context if run is not None else None
         with task_scope(seed, restore_rng=restore_rng, on_progress=on_progress, context=context) as ctx:
+            started = time.perf_counter()  # the tasks' time alone: it sizes the next chunks
             if run is not None:
                 run.run(fn, chunk.star, errors)
             _task_by_task(fn, chunk, len(values), seed, ctx, values, errors, mark, catcher)
+            seconds = time.perf_counter() - started
             unseeded = watch is not None and (ctx.drew_unseeded or watch.moved())
     finally:
         outputs = catcher.end() if catcher is not None else None
-    seconds = time.perf_counter() - started
     return ChunkResult(
         chunk.indices, values, errors, seconds, outputs=outputs or None, unseeded=unseeded
     )
