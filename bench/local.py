@@ -3,6 +3,7 @@
     python bench/local.py                                  # everything, 5 runs each
     python bench/local.py --scenario A,C --peers pool,joblib --repeat 3 --json out.json
     python bench/local.py --one cheerful A                 # one measurement (what the driver runs)
+    python bench/local.py --sweep --quick --repeat 5       # the size sweep: bench/sweep.py
 
 Every measurement runs in a fresh Python process, so pool start-up is paid each time and
 nothing (a warm pool, imported modules) leaks from one measurement to the next. Inside it,
@@ -568,6 +569,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=5, help="runs per measurement (median shown)")
     p.add_argument("--json", metavar="PATH", help="also write every run and median as JSON")
     p.add_argument("--one", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="run the size sweep instead (cf.map and cf.imap vs Pool, 1 to 5,000,000 tasks:\n"
+        "bench/sweep.py, which takes the other options; see its --help)",
+    )
     args = p.parse_args(argv)
     args.scenario = "".join(s for s in args.scenario.upper() if s.isalpha())
     args.peers = [s.strip() for s in args.peers.split(",") if s.strip()]
@@ -581,6 +588,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--sweep" in argv:
+        import sweep  # beside this file; it imports this module's helpers, hence here
+
+        return sweep.main([a for a in argv if a != "--sweep"])
     args = parse_args(argv)
     if args.one:
         name, scenario, *rest = args.one
