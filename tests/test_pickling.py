@@ -89,6 +89,9 @@ def test_what_nothing_can_pickle_is_still_named():
 SCRIPT = '''
 import concurrent.futures
 import sys
+import types
+from typing import TypeVar
+
 from cheerful.serialize import dumps
 
 SCALE = 3
@@ -146,8 +149,28 @@ def unbound():
     return data
 
 
+T = TypeVar("T")
+
+
+def generic(x: T) -> list[T]:
+    return [x]
+
+
+def as_method(self):
+    return ("bound", self)
+
+
+def make_adder(k):
+    def add(x):
+        return x + k
+
+    return add
+
+
+plain = [script_fn, fib, outer(), pool_name, bump, helper]
+more = [types.MethodType(as_method, 5), [make_adder(k) for k in range(50)]]
 with open(sys.argv[1], "wb") as out:
-    for obj in ([script_fn, fib, outer(), pool_name, bump, helper], boxed, unbound()):
+    for obj in (plain, boxed, unbound(), more, generic):
         data = obj if isinstance(obj, bytes) else dumps(obj)
         out.write(len(data).to_bytes(8, "big") + data)
 print("cloudpickle" in sys.modules)
@@ -168,6 +191,9 @@ print(fib(10), inner(1), pool_name(Holder), script_fn.__code__.co_filename == sy
 print(bump(), helper(1), bump.__globals__ is helper.__globals__, "payload" in helper.__globals__)
 print("cloudpickle" in sys.modules, [len(b) < 100_000 for b in blobs])
 print(pickle.loads(blobs[1])().__class__.__name__, "cloudpickle" in sys.modules)
+method, adders = pickle.loads(blobs[3])
+print(method(), len({id(a.__code__) for a in adders}), sum(a(1) for a in adders))
+print(pickle.loads(blobs[4])(1))
 '''
 
 
@@ -194,12 +220,17 @@ def test_a_script_function_travels_by_value_without_cloudpickle(tmp_path):
         "6 kept doc {'z': 1}",
         "55 14 ThreadPoolExecutor3 True",  # concurrent.futures came as a submodule
         "4 4 True False",  # one globals dict per pickle, as cloudpickle gives
-        "False [True, True, True]",
+        "False [True, True, True, True, True]",
         "Box True",
+        "('bound', 5) 1 1275",  # the function bound, not a name; one code for 50 closures
+        "[1]",  # a TypeVar of the script: cloudpickle sends it by value
     ]
-    data = blobs.read_bytes()
-    first = data[8 : 8 + int.from_bytes(data[:8], "big")]
-    assert not any(name.startswith("cloudpickle") for name in _globals_named(first))
+    data, sent = blobs.read_bytes(), []
+    while data:
+        size = int.from_bytes(data[:8], "big")
+        sent, data = [*sent, data[8 : 8 + size]], data[8 + size :]
+    by_cloudpickle = [any(n.startswith("cloudpickle") for n in _globals_named(b)) for b in sent]
+    assert by_cloudpickle == [False, True, True, False, True]
 
 
 def test_an_empty_closure_cell_goes_to_cloudpickle():
@@ -221,3 +252,41 @@ def test_code_sent_by_value_refuses_another_python(monkeypatch):
     monkeypatch.setattr(cheerful.plainvalue, "_BYTECODE", "cpython-399")
     with pytest.raises(pickle.UnpicklingError, match="from cpython-3.* cannot run on cpython-399"):
         loads(data)
+
+
+class Base:
+    def who(self):
+        return "Base"
+
+
+class Child(Base):
+    def who(self):
+        return "Child"
+
+    def __secret(self):
+        return "secret"
+
+    def secret(self):
+        return self.__secret
+
+    def base_who(self):
+        return super().who
+
+
+def test_a_bound_method_comes_back_as_the_same_function_on_the_same_object():
+    """Not as ``getattr(object, name)``: a private name, super()'s method and a function
+    bound to any object come back as they were (as cloudpickle sends them)."""
+    assert loads(dumps(Child().secret()))() == "secret"
+    assert loads(dumps(Child().base_who()))() == "Base"
+    assert loads(dumps(types.MethodType(module_level, 4)))() == 5
+
+
+def test_optional_annotations_stay_with_plain_pickle():
+    import typing
+
+    def annotated(x: int | None = None) -> typing.Optional[str]:  # noqa: UP045 - the case
+        return str(x)
+
+    data = dumps(annotated)
+    assert not any(name.startswith("cloudpickle") for name in _globals_named(data))
+    assert loads(data)(3) == "3"

@@ -22,18 +22,18 @@ second opinion.
 from __future__ import annotations
 
 import builtins
-import dis
 import marshal
+import opcode
 import pickle
 import sys
 import types
 import weakref
 from typing import Any
 
-__all__ = ["NotPlain", "reduce_function", "reduce_module"]
+__all__ = ["NotPlain", "bound_method", "reduce_code", "reduce_function", "reduce_module"]
 
 _GLOBAL_OPS = frozenset(
-    dis.opmap[name] for name in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL")
+    opcode.opmap[name] for name in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL")
 )
 _ATTRIBUTES = ("__name__", "__qualname__", "__annotations__", "__kwdefaults__",
                "__defaults__", "__module__", "__doc__")  # fmt: skip
@@ -55,10 +55,6 @@ def reduce_function(fn: types.FunctionType, shared_globals: dict[int, dict]) -> 
     if sys.version_info >= (3, 14):
         raise NotPlain("annotations are lazy from Python 3.14: cloudpickle knows them")
     code = fn.__code__
-    try:
-        code_bytes = marshal.dumps(code)
-    except ValueError as exc:  # a hand-made code object with constants marshal refuses
-        raise NotPlain(str(exc)) from exc
     closure = fn.__closure__
     values = None
     if closure is not None:
@@ -77,8 +73,22 @@ def reduce_function(fn: types.FunctionType, shared_globals: dict[int, dict]) -> 
     slots["__globals__"] = named
     state = (dict(fn.__dict__), slots)
     nfree = None if closure is None else len(closure)
-    args = (code_bytes, base, nfree, _BYTECODE)
-    return _make_function, args, state, None, None, _set_function_state
+    return _make_function, (code, base, nfree), state, None, None, _set_function_state
+
+
+def reduce_code(code: types.CodeType) -> tuple:
+    """A code object, marshalled (pickled once however many functions share it), with the
+    Python it was made for."""
+    try:
+        return _load_code, (marshal.dumps(code), _BYTECODE)
+    except ValueError as exc:  # a hand-made code object with constants marshal refuses
+        raise NotPlain(str(exc)) from exc
+
+
+def bound_method(fn: Any, obj: Any) -> types.MethodType:
+    """``fn`` bound to ``obj``: how a bound method travels (as cloudpickle sends it), so
+    that it is the same function that comes back, whatever its name."""
+    return types.MethodType(fn, obj)
 
 
 def reduce_module(module: types.ModuleType) -> tuple:
@@ -92,6 +102,8 @@ def _names_of(code: types.CodeType) -> dict[str, None]:
     """The global names ``code`` (and the code nested in it) reads, writes or deletes."""
     names = _code_globals.get(code)
     if names is None:
+        import dis  # here: a map that sends no function by value never needs it
+
         names = {i.argval: None for i in dis.get_instructions(code) if i.opcode in _GLOBAL_OPS}
         for const in code.co_consts:
             if isinstance(const, types.CodeType):
@@ -122,18 +134,20 @@ def _import_module(name: str) -> types.ModuleType:
     return sys.modules[name]
 
 
-def _make_function(
-    code_bytes: bytes, base: dict, nfree: int | None, bytecode: str
-) -> types.FunctionType:
-    """The function, before its state: its globals dict and empty closure cells."""
+def _load_code(code_bytes: bytes, bytecode: str) -> types.CodeType:
     if bytecode != _BYTECODE:  # marshal would not notice: the code could crash this process
         raise pickle.UnpicklingError(
             f"a function sent by value from {bytecode} cannot run on {_BYTECODE}: use the "
             "same Python version (major.minor) on both sides"
         )
+    return marshal.loads(code_bytes)
+
+
+def _make_function(code: types.CodeType, base: dict, nfree: int | None) -> types.FunctionType:
+    """The function, before its state: its globals dict and empty closure cells."""
     base["__builtins__"] = builtins.__dict__
     cells = None if nfree is None else tuple(types.CellType() for _ in range(nfree))
-    return types.FunctionType(marshal.loads(code_bytes), base, None, None, cells)
+    return types.FunctionType(code, base, None, None, cells)
 
 
 def _set_function_state(fn: types.FunctionType, state: tuple[dict, dict]) -> None:

@@ -23,7 +23,7 @@ import sys
 import types
 from collections import ChainMap
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import SerializationError
 from .globals_guard import globals_max, guard
@@ -67,6 +67,14 @@ class _PlainPickler(pickle.Pickler):
         kind = type(obj)
         if kind is types.FunctionType:
             return NotImplemented if _importable(obj) else self._by_value(obj)
+        if kind is types.MethodType:  # its function and object, not getattr(object, name)
+            from .plainvalue import bound_method
+
+            return bound_method, (obj.__func__, obj.__self__)
+        if kind is types.CodeType:  # a closure factory's functions share one code object
+            from .plainvalue import reduce_code
+
+            return reduce_code(obj)
         if kind is types.ModuleType:
             from .plainvalue import NotPlain, reduce_module
 
@@ -74,7 +82,9 @@ class _PlainPickler(pickle.Pickler):
                 return reduce_module(obj)
             except NotPlain:
                 raise _ByValue from None
-        if isinstance(obj, type) and not _importable(obj):
+        if kind is TypeVar and not _importable(obj, obj.__name__):
+            raise _ByValue  # cloudpickle sends it by value (plain pickle: by a name not there)
+        if isinstance(obj, type) and obj not in _PICKLED_BY_PICKLE and not _importable(obj):
             raise _ByValue
         return NotImplemented
 
@@ -89,14 +99,17 @@ class _PlainPickler(pickle.Pickler):
             raise _ByValue from None
 
 
-def _importable(obj: Any) -> bool:
-    """True when ``obj`` is found again by its module and qualified name (as cloudpickle
-    decides to pickle it by reference)."""
-    name = getattr(obj, "__module__", None)
-    if not isinstance(name, str) or name == "__main__":
+_PICKLED_BY_PICKLE = (type(None), type(NotImplemented), type(...))  # pickle knows these
+
+
+def _importable(obj: Any, name: str | None = None) -> bool:
+    """True when ``obj`` is found again by its module and qualified name (or ``name``), as
+    cloudpickle decides to pickle it by reference."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or module == "__main__":
         return False
-    found = sys.modules.get(name)
-    for part in getattr(obj, "__qualname__", "<none>").split("."):
+    found = sys.modules.get(module)
+    for part in (name or getattr(obj, "__qualname__", "<none>")).split("."):
         found = getattr(found, part, None)
     return found is obj
 
