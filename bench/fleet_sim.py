@@ -51,7 +51,7 @@ instances, ``cheerful worker --job ID --idle-exit 120 --grace 30``, 2 slots, one
 - a reader: ``job.wait()`` as ``cheerful run --fleet`` runs it (``status()`` reads the
   manifest, the retries, the dead-letter count, the cancelled and submitted markers, every
   worker's counters (one LIST, then ``IN_FLIGHT`` GETs at once), and every
-  ``EXACT_EVERY_S`` the results listing; a failing store is borne ``WAIT_FAILING_S``), and
+  ``REMOTE_EXACT_EVERY_S`` (S3's) the results listing; a failing store is borne ``WAIT_FAILING_S``), and
   ``cheerful status --watch`` (``Overview.refresh`` every 5 s: every node's heartbeat,
   ``IN_FLIGHT`` GETs at once; a job's exact status every 30 s, every
   ``COUNTED_OUT_EXACT_S`` once the heartbeats count every task); when ``wait()`` returns,
@@ -113,8 +113,10 @@ from cheerful.durable.submit import (  # noqa: E402
     MAX_AUTO_CHUNK,
     auto_chunk_size,
 )
-from cheerful.durable.waiting import EXACT_EVERY_S as WAIT_EXACT_EVERY_S  # noqa: E402
 from cheerful.durable.waiting import LONGEST_POLL_S, WAIT_FAILING_S  # noqa: E402
+from cheerful.durable.waiting import (  # noqa: E402 - wait() on S3, as simulated here
+    REMOTE_EXACT_EVERY_S as WAIT_EXACT_EVERY_S,
+)
 from cheerful.durable.worker.events import Config  # noqa: E402
 from cheerful.durable.worker.jobs import (  # noqa: E402
     CANCEL_CHECK_S,
