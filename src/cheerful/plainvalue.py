@@ -45,7 +45,8 @@ _BYTECODE = sys.implementation.cache_tag or "no-cache-tag"  # e.g. "cpython-311"
 
 
 class NotPlain(Exception):
-    """This object needs cloudpickle (see the module docstring)."""
+    """This object needs cloudpickle (see the module docstring): raised here, and by
+    :mod:`cheerful.serialize`'s C pickler for a class or TypeVar sent by value."""
 
 
 def reduce_function(fn: types.FunctionType, shared_globals: dict[int, dict]) -> tuple:

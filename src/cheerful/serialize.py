@@ -49,17 +49,13 @@ def _code_in_file(code: types.CodeType, filename: str) -> types.CodeType:
     return code.replace(co_filename=filename)
 
 
-class _ByValue(Exception):
-    """Raised by :class:`_PlainPickler`: cloudpickle would send this object by value."""
-
-
 class _PlainPickler(pickle.Pickler):
     """The C pickler, for what pickles the same with cloudpickle: data, functions and
     classes importable by module and name, modules by name, and plain functions that must
     travel by value (from ``__main__``, a lambda, one defined in a function), reduced as
-    cloudpickle reduces them (:mod:`cheerful.plainvalue`). It refuses (:class:`_ByValue`)
-    a class cloudpickle would send by value, or a function beyond that fast path; what it
-    cannot pickle at all raises as usual. cloudpickle (with ``logging``, ``dataclasses``,
+    cloudpickle reduces them (:mod:`cheerful.plainvalue`). It refuses
+    (:class:`~cheerful.plainvalue.NotPlain`) a class cloudpickle would send by value, or a
+    function beyond that fast path; what it cannot pickle at all raises as usual. cloudpickle (with ``logging``, ``dataclasses``,
     ``inspect`` and ``platform`` behind it) then loads only when needed, which keeps it
     off the way to a first ``cf.map``."""
 
@@ -76,27 +72,23 @@ class _PlainPickler(pickle.Pickler):
 
             return reduce_code(obj)
         if kind is types.ModuleType:
-            from .plainvalue import NotPlain, reduce_module
+            from .plainvalue import reduce_module
 
-            try:
-                return reduce_module(obj)
-            except NotPlain:
-                raise _ByValue from None
-        if kind is TypeVar and not _importable(obj, obj.__name__):
-            raise _ByValue  # cloudpickle sends it by value (plain pickle: by a name not there)
-        if isinstance(obj, type) and obj not in _PICKLED_BY_PICKLE and not _importable(obj):
-            raise _ByValue
+            return reduce_module(obj)
+        if (kind is TypeVar and not _importable(obj, obj.__name__)) or (
+            isinstance(obj, type) and obj not in _PICKLED_BY_PICKLE and not _importable(obj)
+        ):  # cloudpickle sends it by value (plain pickle would name what is not there)
+            from .plainvalue import NotPlain
+
+            raise NotPlain("a class or TypeVar that cloudpickle sends by value")
         return NotImplemented
 
     def _by_value(self, fn: types.FunctionType) -> Any:
-        from .plainvalue import NotPlain, reduce_function
+        from .plainvalue import reduce_function
 
         if not hasattr(self, "shared_globals"):
             self.shared_globals: dict[int, dict] = {}
-        try:
-            return reduce_function(fn, self.shared_globals)
-        except NotPlain:
-            raise _ByValue from None
+        return reduce_function(fn, self.shared_globals)
 
 
 _PICKLED_BY_PICKLE = (type(None), type(NotImplemented), type(...))  # pickle knows these
